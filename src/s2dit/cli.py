@@ -1,0 +1,148 @@
+"""The ``s2dit`` command. Commands only parse arguments and call library functions.
+
+User mistakes (:class:`~s2dit.errors.S2DitError`) print one ``error:`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s2dit.errors import S2DitError
+
+app = typer.Typer(
+    name="s2dit",
+    help="S2DiT: the Streaming Sandwich Diffusion Transformer (text-to-video streaming on small devices).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Make and inspect datasets (the procedural micro world, video folders).", no_args_is_help=True
+)
+eval_app = typer.Typer(help="Score generated videos.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
+
+console = Console()
+
+CONFIG_HELP = "YAML config file (defaults are the built-in ones)."
+SET_HELP = "Dotted override, repeatable: --set video.fps=8."
+
+
+def _table(title: str, columns: tuple[str, ...], rows) -> Table:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*map(str, r))
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------
+# s2dit data ...
+# ---------------------------------------------------------------------------------------------------
+
+
+@data_app.command("micro")
+def data_micro(
+    out: Path = typer.Option(..., "--out", help="Output folder (created; rerun to resume or extend)."),
+    n: int = typer.Option(1000, "--n", help="Number of clips the folder should hold."),
+    seed: int | None = typer.Option(None, help="World seed (clip i depends only on seed and i) (default 0)."),
+    size: str | None = typer.Option(None, help="WIDTHxHEIGHT, multiples of 16 (default 256x144)."),
+    frames: int | None = typer.Option(None, help="Frames per clip, 4k+1 (default 33)."),
+    fps: float | None = typer.Option(None, help="Frames per second (default 16)."),
+    config: Path | None = typer.Option(None, help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    workers: int = typer.Option(0, help="Worker processes (0: one per CPU core)."),
+) -> None:
+    """Generate a procedural, captioned micro world: mp4 clips + clips.jsonl with per-frame ground truth."""
+    from s2dit.config import load_config, parse_size
+    from s2dit.data.micro.writer import MicroWorldConfig, write_micro_world
+
+    overrides = list(set_)
+    if size is not None:
+        w, h = parse_size(size)
+        overrides += [f"video.width={w}", f"video.height={h}"]
+    overrides += [f"video.frames={frames}"] if frames is not None else []
+    overrides += [f"video.fps={fps}"] if fps is not None else []
+    overrides += [f"seed={seed}"] if seed is not None else []
+    cfg = load_config(MicroWorldConfig, config, overrides)
+    summary = write_micro_world(out, n, cfg, workers=workers)
+    console.print(
+        f"{out}: {summary['total']} clips ({summary['made']} made in {summary['seconds']:.1f} s, "
+        f"{summary['already']} already there) at {cfg.video.size}, {cfg.video.frames} frames, "
+        f"{cfg.video.fps:g} fps"
+    )
+
+
+@data_app.command("inspect")
+def data_inspect(
+    folder: Path = typer.Argument(..., help="A micro world or a captioned video folder."),
+    sheet: Path | None = typer.Option(None, help="Contact sheet PNG (default FOLDER/inspect.png)."),
+    clips: int = typer.Option(8, help="Random clips on the contact sheet."),
+    seed: int = typer.Option(0, help="Seed for choosing the clips."),
+) -> None:
+    """Print clip counts and attribute histograms, and write a contact sheet of random clips."""
+    from s2dit.data.inspect import inspect_folder
+
+    report = inspect_folder(folder, sheet=sheet, n_sheet=clips, seed=seed)
+    console.print(f"{folder}: {report['clips']} clips, {report['captions_unique']} distinct captions")
+    for name, counts in report["histograms"].items():
+        total = sum(counts.values())
+        console.print(
+            _table(name, ("value", "count", "share"), [(k, v, f"{v / total:.1%}") for k, v in counts.items()])
+        )
+    if report["sheet"]:
+        console.print(f"contact sheet: {report['sheet']}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# s2dit eval ...
+# ---------------------------------------------------------------------------------------------------
+
+
+@eval_app.command("micro")
+def eval_micro(
+    videos: Path = typer.Option(..., help="Folder of generated (or ground-truth) videos."),
+    prompts: Path = typer.Option(
+        ...,
+        help="clips.jsonl / prompts.jsonl (rows with caption, video), or a "
+        "text file with one prompt per line (videos in sorted order).",
+    ),
+    shuffle: bool = typer.Option(False, help="Score each clip against another clip's prompt (chance level)."),
+    seed: int = typer.Option(0, help="Seed of the shuffle."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report (per clip) here."),
+) -> None:
+    """Score videos against micro-world prompts: color, count, shape, motion, persistence, flicker."""
+    from s2dit.atomic import write_text_atomic
+    from s2dit.eval.micro_metrics import evaluate_folder
+
+    report = evaluate_folder(videos, prompts, shuffle=shuffle, seed=seed)
+    rows = [(a, "-" if v is None else f"{v:.3f}") for a, v in report["accuracy"].items()]
+    rows.append(("overall", f"{report['overall']:.3f}"))
+    title = f"micro-world scores, {report['clips']} clips" + (" (shuffled prompts)" if shuffle else "")
+    console.print(_table(title, ("attribute", "accuracy"), rows))
+    if json_out:
+        write_text_atomic(json_out, json.dumps(report, indent=1))
+        console.print(f"report: {json_out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except S2DitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

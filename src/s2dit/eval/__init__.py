@@ -1,0 +1,1 @@
+"""Evaluation: micro-world metrics (and later VBench harness and benchmarks)."""

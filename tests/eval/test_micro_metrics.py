@@ -1,0 +1,152 @@
+import json
+
+import numpy as np
+import pytest
+
+from s2dit.config import VideoSpec
+from s2dit.data.micro.render import coverage, render_scene
+from s2dit.data.micro.scene import Scene, SceneObject
+from s2dit.data.micro.vocab import SHAPES
+from s2dit.errors import S2DitError
+from s2dit.eval.micro_metrics import (
+    ColorTrack,
+    classify_motion,
+    classify_shape,
+    evaluate_folder,
+    load_prompts,
+    score_clip,
+    temporal_flicker,
+)
+
+
+def test_ground_truth_scores_high_and_shuffled_prompts_low(micro_world):
+    truth = evaluate_folder(micro_world, micro_world / "clips.jsonl", progress=False)
+    assert truth["clips"] == 24
+    assert truth["overall"] >= 0.95
+    assert all(v >= 0.9 for v in truth["accuracy"].values()), truth["accuracy"]
+    shuffled = evaluate_folder(micro_world, micro_world / "clips.jsonl", shuffle=True, progress=False)
+    assert shuffled["overall"] <= 0.5
+    assert shuffled["accuracy"]["color"] < 0.5 and shuffled["accuracy"]["motion"] < 0.3
+    # Parsing the captions instead of reading the recorded attributes scores the same clips alike.
+    captions = micro_world / "captions_only.jsonl"
+    rows = [json.loads(x) for x in (micro_world / "clips.jsonl").read_text().splitlines()]
+    captions.write_text(
+        "".join(json.dumps({"video": r["video"], "caption": r["caption"]}) + "\n" for r in rows)
+    )
+    parsed = evaluate_folder(micro_world, captions, progress=False)
+    assert parsed["accuracy"] == truth["accuracy"]
+
+
+def _track(centers, areas=None) -> ColorTrack:
+    centers = np.asarray(centers, float)
+    areas = np.full(len(centers), 100.0) if areas is None else np.asarray(areas, float)
+    return ColorTrack("red", areas, centers, np.ones(len(centers), int), ["circle"] * len(centers))
+
+
+@pytest.mark.parametrize(
+    "dx, dy, expected",
+    [
+        (-80, 0, "left"),
+        (80, 3, "right"),
+        (0, -50, "up"),
+        (2, 50, "down"),
+        (60, -55, "diagonal_up_right"),
+        (-50, 50, "diagonal_down_left"),
+        (3, 2, "still"),
+    ],
+)
+def test_classify_linear_motion(dx, dy, expected):
+    u = np.linspace(0, 1, 33)[:, None]
+    assert classify_motion(_track(np.array([120.0, 70.0]) + u * [dx, dy]), 256, 144) == expected
+
+
+def test_classify_bounce_and_size_change():
+    u = np.linspace(0, 1, 33)
+    x = 100 + 120 * np.minimum(u, 1 - u)  # out 60 px and back
+    assert classify_motion(_track(np.stack([x, np.full_like(u, 70)], 1)), 256, 144) == "bounce_horizontal"
+    y = 40 + 80 * np.abs(u - 0.3)
+    assert classify_motion(_track(np.stack([np.full_like(u, 90), y], 1)), 256, 144) == "bounce_vertical"
+    still = np.tile([100.0, 70.0], (33, 1))
+    assert classify_motion(_track(still, 100 * (1 + 2 * u) ** 2), 256, 144) == "grow"
+    assert classify_motion(_track(still, 400 * (1 - 0.5 * u) ** 2), 256, 144) == "shrink"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("scale", [7.0, 13.0, 22.0])
+def test_classify_shape_from_rendered_masks(shape, scale):
+    alpha, _ = coverage(shape, 40.3, 40.7, scale, 80, 80)
+    assert classify_shape(alpha >= 0.5) == shape
+
+
+def test_temporal_flicker_formula():
+    steady = np.full((5, 8, 8, 3), 77, np.uint8)
+    assert temporal_flicker(steady) == 1.0
+    blink = np.zeros((4, 8, 8, 3), np.uint8)
+    blink[1::2] = 255
+    assert temporal_flicker(blink) == 0.0
+    ramp = np.stack([np.full((8, 8, 3), 10 * i, np.uint8) for i in range(5)])
+    assert temporal_flicker(ramp) == pytest.approx((255 - 10) / 255)
+
+
+def _scene_frames(objects):
+    spec = VideoSpec(width=128, height=96, frames=9, fps=8)
+    f = spec.frames
+    objs = [
+        SceneObject(s, c, "small", "still", np.tile(xy, (f, 1)).astype(float), np.full(f, 12.0))
+        for s, c, xy in objects
+    ]
+    return render_scene(Scene("gray", objs, spec))
+
+
+def test_score_clip_per_attribute():
+    frames = _scene_frames([("circle", "red", (30, 30)), ("square", "blue", (90, 60))])
+    good = [{"color": "red", "shape": "circle", "motion": "still"}, {"color": "blue", "shape": "square"}]
+    r = score_clip(frames, good)
+    assert r["color"] == [1.0, 1.0] and r["shape"] == [1.0, 1.0] and r["motion"] == [1.0]
+    assert r["persistence"] == [1.0, 1.0] and r["count"] == 1.0 and r["flicker"] == 1.0
+    wrong = [{"color": "red", "shape": "triangle", "motion": "left"}, {"color": "green", "shape": "square"}]
+    r = score_clip(frames, wrong)
+    assert r["color"] == [1.0, 0.0] and r["shape"] == [0.0, 0.0] and r["motion"] == [0.0]
+    assert r["persistence"] == [1.0, 0.0] and r["count"] == 1.0
+    assert score_clip(frames, good[:1])["count"] == 0.0  # an extra object
+    two_reds = np.concatenate([frames[:, :, :64], frames[:, :, :64]], axis=2)  # the red circle twice
+    assert score_clip(two_reds, [{"color": "red"}])["count"] == 0.0
+
+
+def test_persistence_fails_when_the_object_vanishes():
+    frames = _scene_frames([("circle", "red", (30, 30))])
+    frames[-1] = frames[-1, 0, 0]  # last frame: background only
+    r = score_clip(frames, [{"color": "red", "shape": "circle"}])
+    assert r["color"] == [1.0] and r["persistence"] == [0.0]
+
+
+def test_load_prompts_formats_and_errors(tmp_path):
+    txt = tmp_path / "p.txt"
+    txt.write_text("a big red ball rises\n\na small blue box slides left\n")
+    rows = load_prompts(txt)
+    assert [r["objects"][0]["motion"] for r in rows] == ["up", "left"] and rows[0]["video"] is None
+    with pytest.raises(S2DitError, match="not found"):
+        load_prompts(tmp_path / "none.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"video": "a.mp4"}\n')
+    with pytest.raises(S2DitError, match=r"bad.jsonl:1: a row needs a 'caption'"):
+        load_prompts(bad)
+    bad.write_text("not json\n")
+    with pytest.raises(S2DitError, match="not a JSON object"):
+        load_prompts(bad)
+
+
+def test_evaluate_folder_errors_and_corrupt_video(micro_world, tmp_path):
+    with pytest.raises(S2DitError, match="videos folder not found"):
+        evaluate_folder(tmp_path / "none", micro_world / "clips.jsonl", progress=False)
+    with pytest.raises(S2DitError, match="are missing"):
+        evaluate_folder(tmp_path, micro_world / "clips.jsonl", progress=False)
+    (tmp_path / "a.mp4").write_bytes(b"\x00" * 100)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red ball rises\na blue box falls\n")
+    with pytest.raises(S2DitError, match=r"2 prompts but .* 1 videos"):
+        evaluate_folder(tmp_path, prompts, progress=False)
+    prompts.write_text("a red ball rises\n")
+    with pytest.warns(UserWarning, match="cannot decode"):
+        report = evaluate_folder(tmp_path, prompts, progress=False)
+    assert report["overall"] == 0.0

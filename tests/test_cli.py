@@ -1,0 +1,139 @@
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from s2dit.cli import app
+from s2dit.config import from_dict
+from s2dit.data.micro.writer import MicroWorldConfig
+
+
+def s2dit(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "s2dit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def _commands(typer_app, prefix=""):
+    """Every leaf command path of the CLI, e.g. ['data micro', 'data inspect', 'eval micro']."""
+    out = [f"{prefix}{c.name}".strip() for c in typer_app.registered_commands]
+    for group in typer_app.registered_groups:
+        out += _commands(group.typer_instance, f"{prefix}{group.name} ")
+    return out
+
+
+def test_help_lists_every_command_with_a_purpose():
+    top = s2dit("--help").stdout
+    assert re.search(r"data\s+Make and inspect datasets", top)
+    assert re.search(r"eval\s+Score generated videos", top)
+    assert re.search(r"micro\s+Generate a procedural", s2dit("data", "--help").stdout)
+    assert re.search(r"inspect\s+Print clip counts", s2dit("data", "--help").stdout)
+    assert re.search(r"micro\s+Score videos against", s2dit("eval", "--help").stdout)
+    assert sorted(_commands(app)) == ["data inspect", "data micro", "eval micro"]
+
+
+def test_readme_names_every_command(repo_root):
+    readme = (repo_root / "README.md").read_text()
+    for command in _commands(app):
+        assert f"s2dit {command}" in readme
+
+
+def test_make_inspect_and_score_a_world(tmp_path):
+    out = tmp_path / "world"
+    s2dit(
+        "data",
+        "micro",
+        "--out",
+        str(out),
+        "--n",
+        "6",
+        "--size",
+        "128x80",
+        "--frames",
+        "9",
+        "--seed",
+        "4",
+        "--set",
+        "max_objects=2",
+    )
+    cfg = from_dict(MicroWorldConfig, yaml.safe_load((out / "config.yaml").read_text()))
+    assert (cfg.video.width, cfg.video.height, cfg.video.frames, cfg.seed, cfg.max_objects) == (
+        128,
+        80,
+        9,
+        4,
+        2,
+    )
+    assert len((out / "clips.jsonl").read_text().splitlines()) == 6
+
+    again = s2dit(
+        "data",
+        "micro",
+        "--out",
+        str(out),
+        "--n",
+        "6",
+        "--size",
+        "128x80",
+        "--frames",
+        "9",
+        "--seed",
+        "4",
+        "--set",
+        "max_objects=2",
+    )
+    assert "0 made" in again.stdout
+
+    inspected = s2dit("data", "inspect", str(out), "--clips", "3").stdout
+    assert "6 clips" in inspected and "objects per clip" in inspected and "motion" in inspected
+    assert (out / "inspect.png").stat().st_size > 1000
+
+    scored = s2dit(
+        "eval",
+        "micro",
+        "--videos",
+        str(out),
+        "--prompts",
+        str(out / "clips.jsonl"),
+        "--json",
+        str(tmp_path / "r.json"),
+    ).stdout
+    assert "overall" in scored
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["clips"] == 6 and len(report["per_clip"]) == 6 and report["overall"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["data", "micro", "--out", "X", "--size", "250x144"],
+            "video.width: 250 is not a positive multiple of 16",
+        ),
+        (["data", "micro", "--out", "X", "--size", "big"], "should look like WIDTHxHEIGHT"),
+        (["data", "micro", "--out", "X", "--frames", "32"], "video.frames: 32 is not of the form 4k+1"),
+        (["data", "micro", "--out", "X", "--set", "video.fsp=8"], "did you mean 'video.fps'?"),
+        (["data", "micro", "--out", "X", "--set", "seed=abc"], "seed: expected int"),
+        (["data", "micro", "--out", "X", "--config", "missing.yaml"], "config file not found"),
+        (["data", "micro", "--out", "X", "--n", "0"], "--n must be at least 1"),
+        (["data", "inspect", "nowhere"], "folder not found"),
+        (["eval", "micro", "--videos", "nowhere", "--prompts", "p.txt"], "videos folder not found"),
+    ],
+)
+def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
+    args = [str(tmp_path / a) if a in ("X", "missing.yaml", "nowhere", "p.txt") else a for a in args]
+    result = s2dit(*args, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
