@@ -9,11 +9,14 @@ process killed mid-stream leaves a playable file holding every frame written so 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import textwrap
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,44 +133,38 @@ class VideoInfo:
         return self.frames / self.fps if self.fps else 0.0
 
 
+@contextlib.contextmanager
+def _open_video(path: str | os.PathLike) -> Iterator[tuple[Any, Any, float]]:
+    """Yield ``(container, first video stream, fps)``; any read failure becomes one S2DitError."""
+    av = _import_av()
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise S2DitError(f"{path}: no video stream")
+            s = c.streams.video[0]
+            yield c, s, float(s.average_rate or s.guessed_rate or 0)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise S2DitError(f"{path}: cannot read video ({e})") from None
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read the header of a video file (no full decode). Raises S2DitError for unreadable files.
 
     When the container does not record a frame count, the frames are counted by demuxing packets.
     """
-    av = _import_av()
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise S2DitError(f"{path}: no video stream")
-            s = c.streams.video[0]
-            fps = float(s.average_rate or s.guessed_rate or 0)
-            n = s.frames
-            if not n:
-                n = sum(1 for p in c.demux(s) if p.size)
-            return VideoInfo(
-                frames=int(n), fps=fps, width=s.codec_context.width, height=s.codec_context.height
-            )
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise S2DitError(f"{path}: cannot read video ({e})") from None
+    with _open_video(path) as (c, s, fps):
+        n = s.frames or sum(1 for p in c.demux(s) if p.size)
+        return VideoInfo(frames=int(n), fps=fps, width=s.codec_context.width, height=s.codec_context.height)
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
     """Decode a video into ``([F, H, W, 3] uint8 RGB, fps)``; at most ``max_frames`` frames."""
-    av = _import_av()
     frames = []
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise S2DitError(f"{path}: no video stream")
-            s = c.streams.video[0]
-            fps = float(s.average_rate or s.guessed_rate or 0)
-            for frame in c.decode(s):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise S2DitError(f"{path}: cannot decode video ({e})") from None
+    with _open_video(path) as (c, s, fps):
+        for frame in c.decode(s):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
     if not frames:
         raise S2DitError(f"{path}: no frames could be decoded")
     return np.stack(frames), fps
