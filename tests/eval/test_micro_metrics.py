@@ -147,6 +147,6 @@ def test_evaluate_folder_errors_and_corrupt_video(micro_world, tmp_path):
     with pytest.raises(S2DitError, match=r"2 prompts but .* 1 videos"):
         evaluate_folder(tmp_path, prompts, progress=False)
     prompts.write_text("a red ball rises\n")
-    with pytest.warns(UserWarning, match="cannot decode"):
+    with pytest.warns(UserWarning, match="cannot read video"):
         report = evaluate_folder(tmp_path, prompts, progress=False)
     assert report["overall"] == 0.0

@@ -51,18 +51,33 @@ def _hue_sat_val(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return hue, sat, mx
 
 
-_PALETTE_HUES = _hue_sat_val(np.array(list(COLORS.values()), np.uint8))[0]
+def _hue_table(resolution: int = 10) -> np.ndarray:
+    """Palette index for every hue in steps of 1/resolution degree (-1: no palette hue within tolerance)."""
+    palette = _hue_sat_val(np.array(list(COLORS.values()), np.uint8))[0]
+    hues = (np.arange(360 * resolution) + 0.5) / resolution
+    dist = np.abs(hues[:, None] - palette[None, :])
+    dist = np.minimum(dist, 360.0 - dist)
+    return np.where(dist.min(1) <= HUE_TOLERANCE, dist.argmin(1), -1).astype(np.int8)
+
+
+_HUE_TABLE = _hue_table()
 
 
 def segment_colors(frames: np.ndarray) -> np.ndarray:
     """Palette label per pixel: ``[F, H, W]`` int8, the index into ``COLORS`` or -1 for background."""
-    hue, sat, val = _hue_sat_val(frames)
-    dist = np.abs(hue[..., None] - _PALETTE_HUES)  # [F, H, W, P]
-    dist = np.minimum(dist, 360.0 - dist)
-    nearest = dist.argmin(-1)
-    hue_ok = np.take_along_axis(dist, nearest[..., None], -1)[..., 0] <= HUE_TOLERANCE
-    ok = (sat >= MIN_SATURATION) & (val >= MIN_VALUE) & hue_ok
-    return np.where(ok, nearest, -1).astype(np.int8)
+    r, g, b = frames[..., 0], frames[..., 1], frames[..., 2]
+    mx = np.maximum(np.maximum(r, g), b)
+    delta = mx - np.minimum(np.minimum(r, g), b)  # uint8, no overflow: max >= min
+    # Saturation and value thresholds in integer arithmetic; hue only for the (few) pixels that pass.
+    ok = (delta.astype(np.uint16) * 100 >= round(MIN_SATURATION * 100) * mx.astype(np.uint16)) & (
+        mx >= round(MIN_VALUE * 255)
+    )
+    labels = np.full(frames.shape[:-1], -1, np.int8)
+    hue = _hue_sat_val(frames[ok])[0]
+    labels[ok] = _HUE_TABLE[
+        np.minimum((hue * (len(_HUE_TABLE) / 360.0)).astype(np.int32), len(_HUE_TABLE) - 1)
+    ]
+    return labels
 
 
 @dataclasses.dataclass
