@@ -1,0 +1,31 @@
+"""Depthwise 3D convolution with causal temporal padding: the reference for LCHA's conv branch.
+
+Output frame ``t`` depends on input frames ``t - k_t + 1 .. t`` only. Spatially the padding is "same".
+For streaming, the last ``k_t - 1`` input frames are the state (the *tail*): a chunk convolved after its
+tail equals the same frames of a convolution over the whole sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def causal_depthwise_conv3d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, tail: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convolve ``x [B, C, T, H, W]`` with a depthwise ``weight [C, 1, k_t, k_h, k_w]`` (odd k_h, k_w).
+
+    Args:
+        tail: the ``[B, C, k_t - 1, H, W]`` input frames just before ``x`` (None: the start of a
+            sequence, zeros).
+
+    Returns:
+        ``(y [B, C, T, H, W], new_tail [B, C, k_t - 1, H, W])``: the output and the tail for the next chunk.
+    """
+    C, kt, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3], weight.shape[4]
+    if tail is None:
+        tail = x.new_zeros(x.shape[0], C, kt - 1, x.shape[3], x.shape[4])
+    full = torch.cat([tail, x], dim=2)  # (B, C, k_t - 1 + T, H, W)
+    y = F.conv3d(full, weight, bias, padding=(0, kh // 2, kw // 2), groups=C)
+    return y, full[:, :, full.shape[2] - (kt - 1) :]
