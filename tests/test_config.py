@@ -83,7 +83,7 @@ def test_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_config(Outer, bad)
     bad.write_text("inner: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not a readable YAML file"):
         load_config(Outer, bad)
 
 
@@ -121,3 +121,17 @@ def test_micro_world_config_rules():
         from_dict(MicroWorldConfig, {"min_objects": 3, "max_objects": 2})
     with pytest.raises(ConfigError, match="crf"):
         from_dict(MicroWorldConfig, {"crf": 60})
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"max_objects": 4}, "max_objects (4) <= 3"),
+        ({"seed": -1}, "seed: -1 must be >= 0"),
+        ({"video": {"fps": float("nan")}}, "video.fps: nan must be positive"),
+    ],
+)
+def test_micro_world_values_that_would_crash_later_are_refused(data, message):
+    with pytest.raises(ConfigError) as e:
+        from_dict(MicroWorldConfig, data)
+    assert message in str(e.value)

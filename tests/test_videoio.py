@@ -129,3 +129,16 @@ def test_writer_latency_is_per_frame(tmp_path):
         sizes.append(path.stat().st_size)
     w.close()
     assert sizes[0] > 0 and sizes[0] < sizes[1] < sizes[2]
+
+
+def test_writer_refuses_writes_after_close_and_bad_rates(tmp_path):
+    w = VideoWriter(tmp_path / "a.mp4", fps=8)
+    w.write(np.zeros((2, 16, 16, 3), np.uint8))
+    w.close()
+    with pytest.raises(ValueError, match="closed"):
+        w.write(np.zeros((1, 16, 16, 3), np.uint8))
+    assert read_video(tmp_path / "a.mp4")[0].shape[0] == 2
+    bad = VideoWriter(tmp_path / "b.mp4", fps=float("nan"))
+    with pytest.raises((ValueError, OverflowError)):
+        bad.write(np.zeros((1, 16, 16, 3), np.uint8))
+    bad.close()  # no secondary error

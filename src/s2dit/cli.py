@@ -91,6 +91,9 @@ def data_inspect(
     """Print clip counts and attribute histograms, and write a contact sheet of random clips."""
     from s2dit.data.inspect import inspect_folder
 
+    if clips < 0:
+        raise S2DitError(f"--clips must be 0 or more, got {clips}")
+
     report = inspect_folder(folder, sheet=sheet, n_sheet=clips, seed=seed)
     console.print(f"{folder}: {report['clips']} clips, {report['captions_unique']} distinct captions")
     for name, counts in report["histograms"].items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -50,7 +51,7 @@ class VideoSpec:
             raise ConfigError(
                 f"frames: {self.frames} is not of the form 4k+1 (nearest: {below} or {below + 4})"
             )
-        if self.fps <= 0:
+        if not math.isfinite(self.fps) or self.fps <= 0:
             raise ConfigError(f"fps: {self.fps} must be positive")
 
     @property
@@ -194,8 +195,8 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: not a readable YAML file ({str(e).splitlines()[0]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -59,23 +59,29 @@ class VideoWriter:
         self.frames_written = 0
         self._container = None
         self._stream = None
+        self._closed = False
 
     def _open(self, height: int, width: int) -> None:
         av = _import_av()
         if height % 2 or width % 2:
             raise S2DitError(f"mp4 frames need an even size, got {width}x{height}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(
+        container = av.open(
             str(self.path),
             mode="w",
             format="mp4",
             # empty_moov + one fragment per frame + flush after each packet: playable at any moment.
             options={"movflags": "frag_every_frame+empty_moov+default_base_moof", "flush_packets": "1"},
         )
-        self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
-        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
-        # zerolatency: no lookahead or B-frames, so each frame is encoded (and saved) as soon as it arrives.
-        self._stream.options = {"crf": str(self.crf), "preset": self.preset, "tune": "zerolatency"}
+        try:
+            stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            # zerolatency: no lookahead or B-frames, so each frame is encoded (and saved) as it arrives.
+            stream.options = {"crf": str(self.crf), "preset": self.preset, "tune": "zerolatency"}
+        except Exception:
+            container.close()
+            raise
+        self._container, self._stream = container, stream
 
     def write(self, frames: np.ndarray) -> None:
         """Append ``[H, W, 3]`` or ``[n, H, W, 3]`` uint8 RGB frames."""
@@ -85,6 +91,8 @@ class VideoWriter:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames [n, H, W, 3], got {frames.dtype} {frames.shape}")
         av = _import_av()
+        if self._closed:
+            raise ValueError(f"{self.path}: the writer is closed")
         if self._container is None:
             self._open(frames.shape[1], frames.shape[2])
         elif frames.shape[1:3] != (self._stream.height, self._stream.width):
@@ -100,11 +108,14 @@ class VideoWriter:
             self.frames_written += 1
 
     def close(self) -> None:
+        self._closed = True
         if self._container is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
+            try:
+                for packet in self._stream.encode():  # flush the encoder
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
+                self._container = None
 
     def __enter__(self) -> VideoWriter:
         return self

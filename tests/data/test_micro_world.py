@@ -221,3 +221,37 @@ def test_killed_run_resumes_to_exactly_n_valid_clips(tmp_path):
     for row in rows:
         assert read_video(out / row["video"])[0].shape == (9, 48, 64, 3)
     assert rows[17] == make_clip(MicroWorldConfig(video=VideoSpec(64, 48, 9, 16.0)), 17)[1]
+
+
+def test_a_smaller_n_than_the_folder_holds_is_refused(tmp_path):
+    cfg = MicroWorldConfig(video=VideoSpec(64, 48, 5, 8.0))
+    write_micro_world(tmp_path, 3, cfg, workers=1, progress=False)
+    with pytest.raises(S2DitError, match="already holds clips up to id 2: use --n 3"):
+        write_micro_world(tmp_path, 2, cfg, workers=1, progress=False)
+
+
+def test_a_folder_without_clips_accepts_new_settings(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 5\n")  # a first run that failed before any clip
+    summary = write_micro_world(
+        tmp_path, 1, MicroWorldConfig(video=VideoSpec(64, 48, 5, 8.0)), progress=False
+    )
+    assert summary["made"] == 1
+
+
+def test_the_object_count_is_honoured_in_small_frames():
+    spec = VideoSpec(width=64, height=48, frames=9)
+    for i in range(40):
+        assert len(sample_scene(clip_rng(0, i), spec, 3, 3).objects) == 3
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    write_micro_world(tmp_path, 1, MicroWorldConfig(video=VideoSpec(64, 48, 5, 8.0)), progress=False)
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in (tmp_path / "config.yaml", tmp_path / "clips.jsonl", tmp_path / "clips" / "000000.mp4"):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_motion_without_a_direction_parses_to_its_family():
+    assert parse_caption("a red ball bounces")["objects"][0]["motion"] == "bounce"
+    assert parse_caption("a blue box moves diagonally")["objects"][0]["motion"] == "diagonal"

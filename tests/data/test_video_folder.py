@@ -93,3 +93,12 @@ def test_folder_errors(tmp_path):
     (tmp_path / "captions.jsonl").write_text('{"video": "a.mp4", "caption": "x"}\nnot json\n')
     with pytest.warns(UserWarning, match="not JSON"):
         assert read_captions(tmp_path) == [("a.mp4", "x")]
+
+
+def test_empty_datasets_are_an_error_and_csv_bom_is_accepted(tmp_path):
+    write_video(tmp_path / "a.mp4", numbered_clip(12), fps=8)
+    (tmp_path / "captions.csv").write_text("\ufeffvideo,caption\na.mp4,hello\n", encoding="utf-8")
+    assert len(VideoFolderDataset(tmp_path, VideoSpec(width=32, height=32, frames=5, fps=8))) == 1
+    (tmp_path / "captions.csv").write_text("video,caption\n")
+    with pytest.raises(S2DitError, match="no usable videos"):
+        VideoFolderDataset(tmp_path, VideoSpec(width=32, height=32, frames=5, fps=8))

@@ -150,3 +150,23 @@ def test_evaluate_folder_errors_and_corrupt_video(micro_world, tmp_path):
     with pytest.warns(UserWarning, match="cannot read video"):
         report = evaluate_folder(tmp_path, prompts, progress=False)
     assert report["overall"] == 0.0
+
+
+def test_prompt_rows_must_all_name_a_video_or_none(micro_world, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        '{"caption": "a red ball rises", "video": "clips/000000.mp4"}\n{"caption": "a blue box"}\n'
+    )
+    with pytest.raises(S2DitError, match="1 rows have no 'video'"):
+        evaluate_folder(micro_world, prompts, progress=False)
+    prompts.write_text("[1, 2]\n")
+    with pytest.raises(S2DitError, match="not a JSON object"):
+        load_prompts(prompts)
+
+
+def test_unreadable_clips_fail_only_the_attributes_asked_for(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"\x00" * 100)
+    (tmp_path / "p.txt").write_text("a red thing\n")  # color only: no shape, no motion
+    with pytest.warns(UserWarning):
+        report = evaluate_folder(tmp_path, tmp_path / "p.txt", progress=False)
+    assert report["accuracy"]["shape"] is None and report["accuracy"]["motion"] is None

@@ -52,3 +52,11 @@ def test_apply_rope_keeps_dtype():
     cos, sin = rope(1, 2, 2)
     x = torch.randn(1, 1, 4, 16, dtype=torch.bfloat16)
     assert apply_rope(x, cos, sin).dtype == torch.bfloat16
+
+
+def test_casting_the_module_keeps_float32_tables():
+    cos, sin = RoPE3D(24)(3, 2, 2, t_offset=200)
+    cos16, sin16 = RoPE3D(24).to(torch.bfloat16)(3, 2, 2, t_offset=200)
+    assert cos16.dtype == torch.float32
+    torch.testing.assert_close(cos16, cos, rtol=0, atol=0)
+    torch.testing.assert_close(sin16, sin, rtol=0, atol=0)

@@ -40,3 +40,9 @@ def test_causal_in_time():
     y2, _ = causal_depthwise_conv3d(x2, w, b)
     torch.testing.assert_close(y2[:, :, :4], y[:, :, :4], rtol=0, atol=0)
     assert not torch.allclose(y2[:, :, 4:], y[:, :, 4:])
+
+
+def test_even_spatial_kernels_are_refused():
+    x, w, b = setup(k=2)
+    with pytest.raises(ValueError, match="must be odd"):
+        causal_depthwise_conv3d(x, w, b)

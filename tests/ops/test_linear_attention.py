@@ -111,3 +111,13 @@ def test_long_stream_state_is_constant_size_and_finite():
 def test_chunk_size_must_divide_tokens():
     with pytest.raises(ValueError, match="do not split"):
         block_causal_linear_attention(*make_inputs(), chunk_tokens=7)
+
+
+def test_state_is_float32_whatever_the_default_dtype():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        state = LinearAttentionState.zeros(1, 1, 2, 2)
+    finally:
+        torch.set_default_dtype(old)
+    assert state.kv.dtype == torch.float32 and state.k_sum.dtype == torch.float32

@@ -11,6 +11,8 @@ Each item is a clip of ``spec.frames`` frames resampled to ``spec.fps``, resized
 ``spec.width × spec.height`` and centre-cropped: ``{"pixels": [3, F, H, W] float32 in [-1, 1],
 "caption": str, "video": str}``. Files that cannot be read, or are too short for ``spec.frames`` frames
 at ``spec.fps``, are skipped with a warning and counted in ``dataset.skipped``; they never stop a run.
+(Files that fail only when decoded are counted in the process that decodes them: with DataLoader workers,
+the warning is what reaches you.)
 """
 
 from __future__ import annotations
@@ -51,12 +53,15 @@ def read_captions(root: str | os.PathLike) -> list[tuple[str, str]]:
                 except json.JSONDecodeError:
                     warnings.warn(f"{root / name}:{i}: not JSON, skipped", stacklevel=2)
                     continue
+                if not isinstance(row, dict):
+                    warnings.warn(f"{root / name}:{i}: not a JSON object, skipped", stacklevel=2)
+                    continue
                 video, caption = _pick_key(row, _VIDEO_KEYS), _pick_key(row, _CAPTION_KEYS)
                 if video and caption is not None:
                     pairs.append((str(video), str(caption)))
             return pairs
     if (root / "captions.csv").is_file():
-        with open(root / "captions.csv", newline="") as f:
+        with open(root / "captions.csv", newline="", encoding="utf-8-sig") as f:  # tolerate a BOM
             return [
                 (str(_pick_key(row, _VIDEO_KEYS)), str(_pick_key(row, _CAPTION_KEYS) or ""))
                 for row in csv.DictReader(f)
@@ -121,6 +126,8 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                 self._skip("too_short", video, f"{info.frames} frames at {info.fps:g} fps")
                 continue
             self.items.append((video, caption, info.frames, info.fps))
+        if not self.items:
+            raise S2DitError(f"{self.root}: no usable videos ({dict(self.skipped) or 'none listed'})")
         if self.skipped:
             warnings.warn(
                 f"{self.root}: skipped {sum(self.skipped.values())} of "

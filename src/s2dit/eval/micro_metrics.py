@@ -252,6 +252,8 @@ def load_prompts(path: str | os.PathLike) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 raise S2DitError(f"{path}:{i}: not a JSON object") from None
+            if not isinstance(row, dict):
+                raise S2DitError(f"{path}:{i}: not a JSON object")
             caption = row.get("caption", row.get("prompt"))
             if not isinstance(caption, str):
                 raise S2DitError(f"{path}:{i}: a row needs a 'caption' (or 'prompt') string")
@@ -294,7 +296,12 @@ def evaluate_folder(
     if not videos.is_dir():
         raise S2DitError(f"videos folder not found: {videos}")
     rows = load_prompts(prompts)
-    if all(r["video"] for r in rows):
+    named = [bool(r["video"]) for r in rows]
+    if any(named) and not all(named):
+        raise S2DitError(
+            f"{prompts}: {named.count(False)} rows have no 'video'; name a video in every row or none"
+        )
+    if all(named):
         paths = [videos / r["video"] for r in rows]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
@@ -313,8 +320,10 @@ def evaluate_folder(
         except S2DitError as e:
             warnings.warn(f"{e}; scored as 0", stacklevel=2)
             frames = None
-        if frames is None:
-            r = {a: [0.0] * len(row["objects"]) for a in ("color", "shape", "motion", "persistence")}
+        if frames is None:  # unreadable: every attribute the prompt asks for fails
+            objs = row["objects"]
+            r = {a: [0.0] * len(objs) for a in ("color", "persistence")}
+            r.update({a: [0.0 for o in objs if o.get(a)] for a in ("shape", "motion")})
             r.update(count=0.0, flicker=0.0, detected={})
         else:
             r = score_clip(frames, row["objects"])
@@ -325,7 +334,7 @@ def evaluate_folder(
         ]
         clips.append(
             {
-                "video": str(path.relative_to(videos)),
+                "video": str(path.relative_to(videos)) if path.is_relative_to(videos) else str(path),
                 "caption": row["caption"],
                 "overall": float(np.mean([s for s in clip_scores if s is not None])),
                 **{a: s for a, s in zip(ATTRIBUTES, clip_scores, strict=True)},

@@ -2,7 +2,8 @@
 
 The head dimension is split into rotary pairs for time, height and width, Wan-style: height and width get
 ``(head_dim // 2) // 3`` pairs each and time the rest (for head_dim 128: 22/21/21 pairs = 44/42/42 dims).
-Pairs use the rotate-half layout: dimension ``i`` rotates with ``i + head_dim / 2``.
+Pairs use the rotate-half layout: dimension ``i`` rotates with ``i + head_dim / 2`` (Wan pairs adjacent
+dimensions ``2i, 2i + 1`` instead, so loading Wan's Q/K projections means permuting their output rows).
 
 Positions are computed from a temporal offset instead of read from a fixed table, so a stream can go on
 past any table length: the tokens of latent frames ``t0 .. t0 + T - 1`` get times ``t0 + arange(T)``.
@@ -34,12 +35,14 @@ class RoPE3D(nn.Module):
     def __init__(self, head_dim: int, theta: float = 10000.0):
         super().__init__()
         self.head_dim = head_dim
+        self.theta = theta
         self.split = rope_split(head_dim)
-        for name, n in zip(("t", "h", "w"), self.split, strict=True):
-            inv_freq = (
-                1.0 / theta ** (torch.arange(n, dtype=torch.float64) * 2 / (2 * n)) if n else torch.zeros(0)
-            )
-            self.register_buffer(f"inv_freq_{name}", inv_freq.float(), persistent=False)
+        # Frequencies are recomputed in float32 on every call, so casting the model to bf16/fp16 cannot
+        # round them; this empty buffer only tracks the module's device.
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+
+    def _inv_freq(self, n: int, device: torch.device) -> torch.Tensor:
+        return self.theta ** (-torch.arange(n, device=device, dtype=torch.float32) / max(n, 1))
 
     def forward(
         self, frames: int, height: int, width: int, t_offset: torch.Tensor | int = 0
@@ -53,15 +56,16 @@ class RoPE3D(nn.Module):
         Returns:
             ``(cos, sin)``, each ``[frames * height * width, head_dim]`` float32.
         """
-        dev = self.inv_freq_t.device
+        dev = self._anchor.device
+        f_t, f_h, f_w = (self._inv_freq(n, dev) for n in self.split)
         t = torch.arange(frames, device=dev, dtype=torch.float32) + t_offset
         h = torch.arange(height, device=dev, dtype=torch.float32)
         w = torch.arange(width, device=dev, dtype=torch.float32)
         angles = torch.cat(
             [
-                (t[:, None] * self.inv_freq_t)[:, None, None, :].expand(frames, height, width, -1),
-                (h[:, None] * self.inv_freq_h)[None, :, None, :].expand(frames, height, width, -1),
-                (w[:, None] * self.inv_freq_w)[None, None, :, :].expand(frames, height, width, -1),
+                (t[:, None] * f_t)[:, None, None, :].expand(frames, height, width, -1),
+                (h[:, None] * f_h)[None, :, None, :].expand(frames, height, width, -1),
+                (w[:, None] * f_w)[None, None, :, :].expand(frames, height, width, -1),
             ],
             dim=-1,
         ).reshape(frames * height * width, -1)  # (N, head_dim / 2)

@@ -102,7 +102,9 @@ def _motion_from_keywords(words: list[str]) -> str | None:
     downward = any(map(has, ("down", "downward", "downwards", "bottom", "lower", "falls", "falling")))
     left, right = has("left") or has("leftward"), has("right") or has("rightward")
     if any(w.startswith("bounc") for w in words):
-        return "bounce_vertical" if (vertical and downward) or has("vertically") else "bounce_horizontal"
+        if (vertical and downward) or has("vertically"):
+            return "bounce_vertical"
+        return "bounce_horizontal" if (left and right) or has("sideways") or has("horizontally") else "bounce"
     if any(map(has, ("still", "stationary", "static", "motionless"))):
         return "still"
     if any(map(has, ("grows", "growing", "grow", "bigger", "expands", "expanding"))):
@@ -111,6 +113,8 @@ def _motion_from_keywords(words: list[str]) -> str | None:
         return "shrink"
     if (vertical or downward) and (left or right):
         return f"diagonal_{'up' if vertical else 'down'}_{'left' if left else 'right'}"
+    if has("diagonal") or has("diagonally"):
+        return "diagonal"  # no direction named: any diagonal counts
     for flag, motion in ((left, "left"), (right, "right"), (vertical, "up"), (downward, "down")):
         if flag:
             return motion

@@ -14,6 +14,7 @@ import numpy as np
 
 from s2dit.config import VideoSpec
 from s2dit.data.micro.vocab import BACKGROUNDS, COLORS, MOTIONS, SHAPES, SIZES
+from s2dit.errors import S2DitError
 
 MARGIN = 3.0  # pixels kept between an object and the frame border
 GAP = 4.0  # pixels kept between two objects
@@ -161,21 +162,20 @@ def sample_scene(
     n = int(rng.integers(min_objects, max_objects + 1))
     u = np.linspace(0.0, 1.0, video.frames) if video.frames > 1 else np.zeros(1)
     colors = rng.permutation(list(COLORS))
-    objects: list[SceneObject] = []
-    attempts = 0
-    while len(objects) < n:
-        attempts += 1
-        if attempts > 400:  # a crowded small frame: keep the objects that fit (at least one always does)
-            break
-        shape = str(rng.choice(SHAPES))
-        size = str(rng.choice(list(SIZES)))
-        motion = str(rng.choice(MOTIONS))
-        track = _track(rng, shape, SIZES[size] * video.height, motion, video, u)
-        if track is None:
-            continue
-        obj = SceneObject(shape, str(colors[len(objects)]), size, motion, track[0], track[1])
-        if all(_apart(obj, other) for other in objects):
-            objects.append(obj)
-    if not objects:
-        raise ValueError(f"no object fits in a {video.size} frame")
-    return Scene(background=background, objects=objects, video=video)
+    for _ in range(50):  # whole scenes: a crowded small frame may need several tries to fit n objects
+        objects: list[SceneObject] = []
+        for _ in range(100 * n):
+            shape = str(rng.choice(SHAPES))
+            size = str(rng.choice(list(SIZES)))
+            motion = str(rng.choice(MOTIONS))
+            track = _track(rng, shape, SIZES[size] * video.height, motion, video, u)
+            if track is None:
+                continue
+            obj = SceneObject(shape, str(colors[len(objects)]), size, motion, track[0], track[1])
+            if all(_apart(obj, other) for other in objects):
+                objects.append(obj)
+                if len(objects) == n:
+                    return Scene(background=background, objects=objects, video=video)
+    raise S2DitError(
+        f"cannot fit {n} separate moving objects in a {video.size} frame: use fewer objects or a larger size"
+    )

@@ -18,7 +18,9 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import yaml
@@ -28,9 +30,9 @@ from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.data.micro.captions import write_caption
 from s2dit.data.micro.render import render_scene
 from s2dit.data.micro.scene import clip_rng, sample_scene
-from s2dit.data.micro.vocab import COLORS
 from s2dit.errors import ConfigError, S2DitError
 
+MAX_OBJECTS = 3  # captions count objects in words up to three
 INDEX = "clips.jsonl"
 CLIPS = "clips"
 
@@ -46,11 +48,13 @@ class MicroWorldConfig:
     crf: int = 18  # H.264 constant rate factor of the written mp4s (lower is better quality)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_objects <= self.max_objects <= len(COLORS):
+        if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
             raise ConfigError(
                 f"objects: need 1 <= min_objects ({self.min_objects}) <= max_objects ({self.max_objects}) "
-                f"<= {len(COLORS)}"
+                f"<= {MAX_OBJECTS}"
             )
+        if self.seed < 0:
+            raise ConfigError(f"seed: {self.seed} must be >= 0")
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf: {self.crf} is outside 0..51")
 
@@ -91,29 +95,33 @@ def read_index(folder: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return []
     rows, seen = [], set()
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line torn by a crash
+        clip_id = row.get("id") if isinstance(row, dict) else None
         if (
-            not isinstance(row, dict)
-            or row.get("id") in seen
-            or not (folder / row.get("video", "")).is_file()
+            not isinstance(clip_id, int)
+            or clip_id in seen
+            or row.get("video") != f"{CLIPS}/{clip_id:06d}.mp4"
+            or not (folder / row["video"]).is_file()
         ):
             continue
-        seen.add(row["id"])
+        seen.add(clip_id)
         rows.append(row)
     return rows
 
 
 def _check_same_config(out: Path, cfg: MicroWorldConfig) -> None:
+    """Refuse to mix worlds: a folder holding clips must have been made with ``cfg``."""
     path = out / "config.yaml"
-    if not path.exists():
-        return
+    if not path.exists() or not read_index(out):
+        return  # nothing made yet (e.g. a first run that failed early): any settings may start over
     try:
-        old = from_dict(MicroWorldConfig, yaml.safe_load(path.read_text()) or {})
-    except (ConfigError, yaml.YAMLError) as e:
+        data = yaml.safe_load(path.read_text())
+        old = from_dict(MicroWorldConfig, data if isinstance(data, dict) else {"": data})
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as e:
         raise S2DitError(f"{path} is not a micro-world config ({e}); use another --out folder") from None
     if old != cfg:
         diff = describe_changes(old, cfg)
@@ -130,16 +138,22 @@ def write_micro_world(
     """
     if n < 1:
         raise S2DitError(f"--n must be at least 1, got {n}")
+    if workers < 0:
+        raise S2DitError(f"--workers must be 0 (one per core) or more, got {workers}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise S2DitError(f"--out {out} exists and is not a folder")
     _check_same_config(out, cfg)
+    rows = read_index(out)
+    beyond = [r["id"] for r in rows if r["id"] >= n]
+    if beyond:
+        raise S2DitError(
+            f"{out} already holds clips up to id {max(beyond)}: use --n {max(beyond) + 1} or more"
+        )
     (out / CLIPS).mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     remove_stale_temporaries(out / CLIPS)
     remove_stale_temporaries(out)
-
-    rows = read_index(out)
     # Rewrite the index without torn lines, duplicates or rows that lost their mp4.
     write_text_atomic(out / INDEX, "".join(json.dumps(r) + "\n" for r in rows))
     done = {r["id"] for r in rows}
@@ -148,7 +162,7 @@ def write_micro_world(
     if todo:
         from tqdm import tqdm
 
-        workers = workers or os.cpu_count() or 1
+        workers = min(workers or os.cpu_count() or 1, len(todo))
         jobs = [(cfg, str(out), i) for i in todo]
         with (
             open(out / INDEX, "a") as index_file,
@@ -168,11 +182,12 @@ def write_micro_world(
                 for job in jobs:
                     record(_write_clip(job))
             else:
-                # fork: workers need no re-import of __main__ (works from scripts, stdin and notebooks).
-                method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-                with mp.get_context(method).Pool(min(workers, len(jobs))) as pool:
-                    for row in pool.imap_unordered(_write_clip, jobs, chunksize=4):
-                        record(row)
+                # fork on Linux: workers need no re-import of __main__ (scripts, stdin, notebooks all work).
+                # A pool executor, unlike multiprocessing.Pool, fails instead of hanging if a worker dies.
+                context = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    for future in as_completed([pool.submit(_write_clip, job) for job in jobs]):
+                        record(future.result())
         # Complete: store the index in clip order for readers who look at it by eye.
         rows.sort(key=lambda r: r["id"])
         write_text_atomic(out / INDEX, "".join(json.dumps(r) + "\n" for r in rows))

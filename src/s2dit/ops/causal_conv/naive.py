@@ -24,6 +24,8 @@ def causal_depthwise_conv3d(
         ``(y [B, C, T, H, W], new_tail [B, C, k_t - 1, H, W])``: the output and the tail for the next chunk.
     """
     C, kt, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3], weight.shape[4]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"spatial kernel must be odd for 'same' padding, got {kh}x{kw}")
     if tail is None:
         tail = x.new_zeros(x.shape[0], C, kt - 1, x.shape[3], x.shape[4])
     full = torch.cat([tail, x], dim=2)  # (B, C, k_t - 1 + T, H, W)

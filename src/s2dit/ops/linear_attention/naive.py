@@ -34,8 +34,8 @@ class LinearAttentionState(NamedTuple):
     @staticmethod
     def zeros(batch: int, heads: int, dim: int, value_dim: int, device=None) -> LinearAttentionState:
         return LinearAttentionState(
-            torch.zeros(batch, heads, dim, value_dim, device=device),
-            torch.zeros(batch, heads, dim, device=device),
+            torch.zeros(batch, heads, dim, value_dim, device=device, dtype=torch.float32),
+            torch.zeros(batch, heads, dim, device=device, dtype=torch.float32),
         )
 
 
