@@ -56,9 +56,18 @@ class RoPE3D(nn.Module):
         Returns:
             ``(cos, sin)``, each ``[frames * height * width, head_dim]`` float32.
         """
+        t = torch.arange(frames, device=self._anchor.device, dtype=torch.float32) + t_offset
+        return self.tables(t, height, width)
+
+    def tables(self, times: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables for frames at arbitrary times ``times [frames]`` (float), each frame a height×width grid.
+
+        Returns ``(cos, sin)``, each ``[frames * height * width, head_dim]`` float32.
+        """
         dev = self._anchor.device
+        frames = times.shape[0]
         f_t, f_h, f_w = (self._inv_freq(n, dev) for n in self.split)
-        t = torch.arange(frames, device=dev, dtype=torch.float32) + t_offset
+        t = times.to(device=dev, dtype=torch.float32)
         h = torch.arange(height, device=dev, dtype=torch.float32)
         w = torch.arange(width, device=dev, dtype=torch.float32)
         angles = torch.cat(
