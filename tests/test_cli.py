@@ -39,7 +39,8 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"micro\s+Generate a procedural", s2dit("data", "--help").stdout)
     assert re.search(r"inspect\s+Print clip counts", s2dit("data", "--help").stdout)
     assert re.search(r"micro\s+Score videos against", s2dit("eval", "--help").stdout)
-    assert sorted(_commands(app)) == ["data inspect", "data micro", "eval micro"]
+    assert re.search(r"info\s+Print parameters and FLOPs", s2dit("model", "--help").stdout)
+    assert sorted(_commands(app)) == ["data inspect", "data micro", "eval micro", "model info"]
 
 
 def test_readme_names_every_command(repo_root):
@@ -92,6 +93,10 @@ def test_make_inspect_and_score_a_world(tmp_path):
         (["data", "micro", "--out", "X", "--config", "missing.yaml"], "config file not found"),
         (["data", "micro", "--out", "X", "--n", "0"], "--n must be at least 1"),
         (["data", "inspect", "nowhere"], "folder not found"),
+        (["model", "info", "--preset", "huge"], "unknown preset 'huge'"),
+        (["model", "info", "--layout", "LQ"], "layout: 'LQ' must be"),
+        (["model", "info", "--size", "250x144"], "--size: 250 is not a positive multiple of 16"),
+        (["model", "info", "--frames", "30"], "frames: 30 is not of the form 4k+1"),
         (["eval", "micro", "--videos", "nowhere", "--prompts", "p.txt"], "videos folder not found"),
     ],
 )
@@ -102,3 +107,10 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_model_info_prints_parameters_and_flops_by_kind():
+    out = s2dit("model", "info", "--preset", "micro", "--layout", "LSF").stdout
+    assert "micro (LSF)" in out and "parameters" in out and "GFLOPs per latent frame" in out
+    for part in ("L", "S", "F", "stages", "total"):
+        assert re.search(rf"\b{part}\b", out)

@@ -26,8 +26,12 @@ data_app = typer.Typer(
     help="Make and inspect datasets (the procedural micro world, video folders).", no_args_is_help=True
 )
 eval_app = typer.Typer(help="Score generated videos.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Inspect S2DiT architectures (parameters, FLOPs, layouts).", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
+app.add_typer(model_app, name="model")
 
 console = Console()
 
@@ -134,6 +138,66 @@ def eval_micro(
     if json_out:
         write_text_atomic(json_out, json.dumps(report, indent=1))
         console.print(f"report: {json_out}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# s2dit model ...
+# ---------------------------------------------------------------------------------------------------
+
+
+@model_app.command("info")
+def model_info(
+    preset: str = typer.Option("micro", help="Architecture preset: micro or mobile."),
+    layout: str | None = typer.Option(None, help="Override the layout, e.g. LLLLSSSSSSSSLLLL."),
+    size: str = typer.Option("256x144", help="Video WIDTHxHEIGHT, multiples of 16."),
+    frames: int = typer.Option(33, help="Video frames, 4k+1."),
+    text_tokens: int = typer.Option(64, help="Text tokens of the prompt."),
+) -> None:
+    """Print parameters and FLOPs per latent frame by block kind (FLOPs by formula, batch 1)."""
+    import dataclasses
+
+    from s2dit.config import VideoSpec, parse_size
+    from s2dit.errors import ConfigError
+    from s2dit.model.config import preset as get_preset
+    from s2dit.model.flops import model_flops, parameter_counts
+    from s2dit.model.transformer import S2DiT
+
+    cfg = get_preset(preset)
+    if layout is not None:
+        cfg = dataclasses.replace(cfg, layout=layout)
+    w, h = parse_size(size)
+    try:
+        video = VideoSpec(width=w, height=h, frames=frames)
+    except ConfigError as e:
+        raise ConfigError(f"--{str(e).replace('width', 'size').replace('height', 'size')}") from None
+    if text_tokens < 1:
+        raise S2DitError(f"--text-tokens must be at least 1, got {text_tokens}")
+    params = parameter_counts(S2DiT(cfg))
+    T = video.latent_frames
+    flops = model_flops(cfg, w // 8, h // 8, T, text_tokens)
+    console.print(
+        f"{preset} ({cfg.layout}), width {cfg.width}, {cfg.heads} heads, FFN {cfg.ffn_dim}; "
+        f"{video.size} x {video.frames} frames = {T} latent frames of {(w // 16) * (h // 16)} tokens"
+    )
+    total_p = sum(params.values())
+    console.print(
+        _table(
+            "parameters",
+            ("part", "count", "share"),
+            [(k, f"{v / 1e6:.2f}M", f"{v / total_p:.1%}") for k, v in params.items()]
+            + [("total", f"{total_p / 1e6:.2f}M", "100%")],
+        )
+    )
+    total_f = sum(flops.values())
+    rows = [(k, f"{v / T / 1e9:.3f}", f"{v / total_f:.1%}") for k, v in flops.items()]
+    rows.append(("total", f"{total_f / T / 1e9:.3f}", "100%"))
+    console.print(
+        _table(
+            "GFLOPs per latent frame (bidirectional pass; text once per prompt)",
+            ("part", "GFLOPs", "share"),
+            rows,
+        )
+    )
 
 
 def main() -> None:

@@ -221,3 +221,25 @@ class S2DiT(nn.Module):
         if commit:
             state.count += 1
         return self._head(out, temb, grid)
+
+
+class ExplicitStateStep(nn.Module):
+    """``forward_chunk`` with the stream state as explicit tensors, for ``torch.export`` and runtimes:
+    ``(x [B, C, c, H, W], t [B, c], *state) -> (v, *new_state)``.
+
+    The state tensors are passed and returned in the order of :attr:`names` (``StreamState.tensors()``
+    of ``template``); inputs are not modified. ``commit`` picks the denoising or the commit entry point.
+    """
+
+    def __init__(self, model: S2DiT, template: StreamState, commit: bool):
+        super().__init__()
+        self.model = model
+        self.template = template
+        self.names = list(template.tensors())
+        self.commit = commit
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        state = self.template.load_tensors({n: v.clone() for n, v in zip(self.names, tensors, strict=True)})
+        v = self.model.forward_chunk(x, t, state, commit=self.commit)
+        new = state.tensors()
+        return (v, *(new[n] for n in self.names))
