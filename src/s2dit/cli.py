@@ -31,7 +31,11 @@ model_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
+bench_app = typer.Typer(
+    help="Benchmarks: print tables and write JSON (ratios measured in one run).", no_args_is_help=True
+)
 app.add_typer(model_app, name="model")
+app.add_typer(bench_app, name="bench")
 
 console = Console()
 
@@ -198,6 +202,50 @@ def model_info(
             rows,
         )
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# s2dit bench ...
+# ---------------------------------------------------------------------------------------------------
+
+
+@bench_app.command("blocks")
+def bench_blocks(
+    width: int = typer.Option(384, help="Model width."),
+    heads: int = typer.Option(6, help="Attention heads."),
+    tokens: str = typer.Option("1024,4096,8192,16384", help="Full-resolution token counts, comma-separated."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
+    repeats: int = typer.Option(3, help="Timed runs per entry (the median is reported)."),
+    backward: bool = typer.Option(True, help="Also time forward+backward."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the latency table here."),
+) -> None:
+    """Time one block of each kind (L, its floor, F, S) and the stage entry/exit; print ratios."""
+    from s2dit.atomic import write_text_atomic
+    from s2dit.eval.bench_blocks import KINDS, run_bench, summary_rows
+
+    try:
+        counts = [int(n) for n in tokens.split(",") if n.strip()]
+    except ValueError:
+        raise S2DitError(f"--tokens: {tokens!r} should be comma-separated integers") from None
+    if repeats < 1:
+        raise S2DitError(f"--repeats must be at least 1, got {repeats}")
+    table = run_bench(
+        width=width,
+        heads=heads,
+        tokens=counts,
+        device=device,
+        dtype=dtype,
+        repeats=repeats,
+        backward=backward,
+    )
+    columns = ("tokens", *(f"{k} ms" for k in KINDS), "F/L", "L/F", "S/F", "L/floor")
+    for pass_ in ("forward", "forward_backward") if backward else ("forward",):
+        title = f"{pass_}: {table['device']}, {dtype}, width {width}, {table['threads']} threads"
+        console.print(_table(title, columns, summary_rows(table, pass_)))
+    if json_out:
+        write_text_atomic(json_out, json.dumps(table, indent=1))
+        console.print(f"latency table: {json_out}")
 
 
 def main() -> None:

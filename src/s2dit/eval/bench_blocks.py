@@ -1,0 +1,197 @@
+"""``s2dit bench blocks``: time one block of each kind, the stage entry/exit, and LCHA's floor.
+
+For each token count N (full-resolution tokens of a clip, laid out as 4 latent frames of 16 × N/64
+tokens) it times, forward and forward+backward, batch 1:
+
+* ``L``: a LinConv hybrid attention block over N tokens;
+* ``L_floor``: the same block with the token mixing removed (QKV and output projections, cross-attention
+  and FFN kept): the bound no ``L`` can beat;
+* ``F``: a full softmax-attention block over N tokens;
+* ``S``: a stride self-attention block on the 2×2 coarse grid (N/4 tokens);
+* ``stage_down`` / ``stage_up``: entering and leaving a low-resolution stage.
+
+The JSON it writes is the latency table the layout search reads (schema ``s2dit.latency/1``): device,
+dtype, widths and one entry per (kind, tokens, pass) with the median and minimum time in milliseconds.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from s2dit.errors import S2DitError
+from s2dit.model.blocks import Block, StageDown, StageUp, coarse_grid
+from s2dit.model.rope import RoPE3D
+
+SCHEMA = "s2dit.latency/1"
+KINDS = ("L", "L_floor", "F", "S", "stage_down", "stage_up")
+FRAMES, ROWS = 4, 16
+GRID_NOTE = (
+    "tokens: full-resolution tokens, laid out as 4 frames x 16 rows x tokens/64 columns; "
+    "S and stage_up run on the 2x2 coarse grid of that layout"
+)
+
+
+class FloorMixer(nn.Module):
+    """LCHA with its token mixing removed: the QKV and output projections only."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, h: torch.Tensor, *args) -> torch.Tensor:
+        return self.out(self.qkv(h).chunk(3, dim=-1)[2])
+
+
+def bench_grid(tokens: int) -> tuple[int, int, int]:
+    if tokens < 128 or tokens % 128:
+        raise S2DitError(f"--tokens: {tokens} is not a positive multiple of 128")
+    return FRAMES, ROWS, tokens // (FRAMES * ROWS)
+
+
+def _timed(fn, repeats: int, sync) -> list[float]:
+    fn()  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def run_bench(
+    *,
+    width: int = 384,
+    heads: int = 6,
+    ffn_mult: int = 4,
+    tokens: list[int],
+    device: str = "cpu",
+    dtype: str = "float32",
+    text_tokens: int = 64,
+    repeats: int = 3,
+    backward: bool = True,
+    kinds: tuple[str, ...] = KINDS,
+    progress: bool = True,
+) -> dict:
+    """Time every kind at every token count; returns the latency table (see the module docstring)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise S2DitError("--device cuda: no CUDA device is available")
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    if dt is None:
+        raise S2DitError(f"--dtype: {dtype!r} is not one of float32, bfloat16, float16")
+    if width % heads or (width // heads) % 2:
+        raise S2DitError(f"--width {width} must split into {heads} heads of even size")
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise S2DitError(f"unknown kinds {sorted(unknown)} (choose from {', '.join(KINDS)})")
+    grids = {n: bench_grid(n) for n in tokens}
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    rope = RoPE3D(width // heads).to(dev)
+    modules = {
+        "L": Block("L", width, heads, ffn_mult * width),
+        "L_floor": Block("L", width, heads, ffn_mult * width),
+        "F": Block("F", width, heads, ffn_mult * width),
+        "S": Block("S", width, heads, ffn_mult * width),
+        "stage_down": StageDown(width),
+        "stage_up": StageUp(width),
+    }
+    modules["L_floor"].mixer = FloorMixer(width)
+    for m in modules.values():
+        m.to(device=dev, dtype=dt)
+    text = torch.randn(1, text_tokens, width, device=dev, dtype=dt)
+
+    entries = []
+    from tqdm import tqdm
+
+    jobs = [(n, k) for n in tokens for k in kinds]
+    for n, kind in tqdm(jobs, desc="bench blocks", disable=not progress):
+        full = grids[n]
+        grid = coarse_grid(full) if kind in ("S", "stage_up") else full
+        m = modules[kind]
+        x = torch.randn(1, grid[0] * grid[1] * grid[2], width, device=dev, dtype=dt)
+        if kind in ("stage_down", "stage_up"):
+            skip = torch.randn(1, n, width, device=dev, dtype=dt)
+
+            def call(m=m, x=x, skip=skip, kind=kind, full=full):
+                return m(x, full) if kind == "stage_down" else m(x, skip, full)
+
+        else:
+            tables = tuple(tab.to(dt) for tab in rope(*grid))
+            modulation = torch.randn(1, grid[0], 6, width, device=dev, dtype=dt) * 0.1
+            text_kv = m.cross.text_kv(text)
+            text_kv = (text_kv[0].detach(), text_kv[1].detach())
+            if kind.startswith("L"):
+                mix = lambda h, m=m, tables=tables, grid=grid: m.mixer(h, tables, grid, None)  # noqa: E731
+            else:
+                mix = lambda h, m=m, tables=tables: m.mixer(h, tables, None)  # noqa: E731
+
+            def call(m=m, x=x, modulation=modulation, text_kv=text_kv, mix=mix):
+                return m(x, modulation, text_kv, None, mix)
+
+        with torch.inference_mode():
+            fwd = _timed(call, repeats, sync)
+        entries.append(_entry(kind, n, grid, "forward", fwd))
+        if backward:
+            x.requires_grad_(True)
+
+            def step(call=call, m=m):
+                m.zero_grad(set_to_none=True)
+                call().float().sum().backward()
+
+            entries.append(_entry(kind, n, grid, "forward_backward", _timed(step, repeats, sync)))
+    return {
+        "schema": SCHEMA,
+        "device": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()})",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "dtype": dtype,
+        "width": width,
+        "heads": heads,
+        "ffn_dim": ffn_mult * width,
+        "text_tokens": text_tokens,
+        "grid": GRID_NOTE,
+        "entries": entries,
+    }
+
+
+def _entry(kind: str, tokens: int, grid, pass_: str, times: list[float]) -> dict:
+    return {
+        "kind": kind,
+        "tokens": tokens,
+        "grid": list(grid),
+        "pass": pass_,
+        "ms": statistics.median(times),
+        "ms_min": min(times),
+        "repeats": len(times),
+    }
+
+
+def summary_rows(table: dict, pass_: str = "forward") -> list[tuple]:
+    """Rows ``(tokens, L, L_floor, F, S, down, up, F/L, L/F, S/F, L/floor)`` in ms and ratios."""
+    ms = {(e["kind"], e["tokens"]): e["ms"] for e in table["entries"] if e["pass"] == pass_}
+    rows = []
+    for n in sorted({e["tokens"] for e in table["entries"]}):
+        get = lambda k, n=n: ms.get((k, n))  # noqa: E731
+        ratio = lambda a, b: f"{a / b:.2f}" if a and b else "-"  # noqa: E731
+        rows.append(
+            (
+                n,
+                *(f"{get(k):.2f}" if get(k) else "-" for k in KINDS),
+                ratio(get("F"), get("L")),
+                ratio(get("L"), get("F")),
+                ratio(get("S"), get("F")),
+                ratio(get("L"), get("L_floor")),
+            )
+        )
+    return rows
