@@ -54,15 +54,52 @@ def bench_grid(tokens: int) -> tuple[int, int, int]:
     return FRAMES, ROWS, tokens // (FRAMES * ROWS)
 
 
-def _timed(fn, repeats: int, sync) -> list[float]:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
+def _make_call(m, kind, full, n, width, rope, text, dev, dt):
+    """``(forward, forward+backward, grid)`` closures for one module at one token count."""
+    grid = coarse_grid(full) if kind in ("S", "stage_up") else full
+    x0 = torch.randn(1, grid[0] * grid[1] * grid[2], width, device=dev, dtype=dt)
+    if kind in ("stage_down", "stage_up"):
+        skip = torch.randn(1, n, width, device=dev, dtype=dt)
+
+        def call(x=x0):
+            return m(x, full) if kind == "stage_down" else m(x, skip, full)
+
+    else:
+        tables = tuple(tab.to(dt) for tab in rope(*grid))
+        modulation = torch.randn(1, grid[0], 6, width, device=dev, dtype=dt) * 0.1
+        with torch.no_grad():
+            text_kv = m.cross.text_kv(text)
+        if kind.startswith("L"):
+            mix = lambda h: m.mixer(h, tables, grid, None)  # noqa: E731
+        else:
+            mix = lambda h: m.mixer(h, tables, None)  # noqa: E731
+
+        def call(x=x0):
+            return m(x, modulation, text_kv, None, mix)
+
+    x_grad = x0.clone().requires_grad_(True)
+
+    def step():
+        m.zero_grad(set_to_none=True)
+        call(x_grad).float().sum().backward()
+
+    return call, step, grid
+
+
+def _interleaved(fns: dict, repeats: int, sync, grad: bool) -> dict[str, list[float]]:
+    """Time each function once per round, round after round, so that drifts hit every kind alike."""
+    times = {k: [] for k in fns}
+    ctx = torch.enable_grad if grad else torch.inference_mode
+    with ctx():
+        for fn in fns.values():  # warm-up
+            fn()
         sync()
-        times.append((time.perf_counter() - start) * 1000)
+        for _ in range(repeats):
+            for k, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[k].append((time.perf_counter() - start) * 1000)
     return times
 
 
@@ -109,50 +146,23 @@ def run_bench(
         m.to(device=dev, dtype=dt)
     text = torch.randn(1, text_tokens, width, device=dev, dtype=dt)
 
-    entries = []
     from tqdm import tqdm
 
-    jobs = [(n, k) for n in tokens for k in kinds]
-    for n, kind in tqdm(jobs, desc="bench blocks", disable=not progress):
-        full = grids[n]
-        grid = coarse_grid(full) if kind in ("S", "stage_up") else full
-        m = modules[kind]
-        x = torch.randn(1, grid[0] * grid[1] * grid[2], width, device=dev, dtype=dt)
-        if kind in ("stage_down", "stage_up"):
-            skip = torch.randn(1, n, width, device=dev, dtype=dt)
-
-            def call(m=m, x=x, skip=skip, kind=kind, full=full):
-                return m(x, full) if kind == "stage_down" else m(x, skip, full)
-
-        else:
-            tables = tuple(tab.to(dt) for tab in rope(*grid))
-            modulation = torch.randn(1, grid[0], 6, width, device=dev, dtype=dt) * 0.1
-            text_kv = m.cross.text_kv(text)
-            text_kv = (text_kv[0].detach(), text_kv[1].detach())
-            if kind.startswith("L"):
-                mix = lambda h, m=m, tables=tables, grid=grid: m.mixer(h, tables, grid, None)  # noqa: E731
-            else:
-                mix = lambda h, m=m, tables=tables: m.mixer(h, tables, None)  # noqa: E731
-
-            def call(m=m, x=x, modulation=modulation, text_kv=text_kv, mix=mix):
-                return m(x, modulation, text_kv, None, mix)
-
-        with torch.inference_mode():
-            fwd = _timed(call, repeats, sync)
-        entries.append(_entry(kind, n, grid, "forward", fwd))
+    entries = []
+    for n in tqdm(tokens, desc="bench blocks", unit="size", disable=not progress):
+        calls = {
+            kind: _make_call(modules[kind], kind, grids[n], n, width, rope, text, dev, dt) for kind in kinds
+        }
+        passes = {"forward": {k: c[0] for k, c in calls.items()}}
         if backward:
-            x.requires_grad_(True)
-
-            def step(call=call, m=m):
-                m.zero_grad(set_to_none=True)
-                call().float().sum().backward()
-
-            entries.append(_entry(kind, n, grid, "forward_backward", _timed(step, repeats, sync)))
+            passes["forward_backward"] = {k: c[1] for k, c in calls.items()}
+        for pass_, fns in passes.items():
+            times = _interleaved(fns, repeats, sync, grad=pass_ != "forward")
+            for kind in kinds:
+                entries.append(_entry(kind, n, calls[kind][2], pass_, times[kind]))
     return {
         "schema": SCHEMA,
-        "device": torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.machine()})",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "dtype": dtype,

@@ -99,17 +99,22 @@ class LinConvAttention(nn.Module):
     def _features(self, h: torch.Tensor, rope: Rope):
         """``h [B, N, D]`` -> (q, k, v, q̃, k̃), each ``[B, heads, N, head_dim]``."""
         q, k, v = self.qkv(h).chunk(3, dim=-1)
-        q, k = self.norm_q(q), self.norm_k(k)
-        q, k, v = (x.unflatten(-1, (self.heads, -1)).transpose(1, 2) for x in (q, k, v))
-        q, k = F.softplus(self.feature(q)), F.softplus(self.feature(k))
-        return q, k, v, apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k = self.norm_q(q), self.norm_k(k)  # (B, N, D), contiguous
+        # Feature map and RoPE in the contiguous (B, N, heads, d) layout; heads move forward as views.
+        q, k = (F.softplus(self.feature(x.unflatten(-1, (self.heads, -1)))) for x in (q, k))  # (B, N, h, d)
+        cos, sin = (tab[:, None] for tab in rope)  # (N, 1, d)
+        q_rot, k_rot = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        v = v.unflatten(-1, (self.heads, -1))
+        return tuple(x.transpose(1, 2) for x in (q, k, v, q_rot, k_rot))  # each (B, h, N, d)
 
     def _conv(self, h: torch.Tensor, grid: tuple[int, int, int], tail: torch.Tensor | None):
         """Conv branch on a token grid; returns (tokens [B, N, D], new tail)."""
         T, gh, gw = grid
-        x = h.transpose(1, 2).reshape(h.shape[0], h.shape[2], T, gh, gw)  # (B, D, T, h, w)
+        B, N, D = h.shape
+        # Tokens are already channels-last: view them as (B, D, T, h, w) without a copy.
+        x = h.reshape(B, T, gh, gw, D).permute(0, 4, 1, 2, 3)
         y, tail = causal_depthwise_conv3d(x, self.conv.weight, self.conv.bias, tail)
-        return self.conv_mix(y.flatten(2).transpose(1, 2)), tail
+        return self.conv_mix(y.permute(0, 2, 3, 4, 1).reshape(B, N, D)), tail
 
     def _mix(self, linear: torch.Tensor, conv: torch.Tensor) -> torch.Tensor:
         g = torch.sigmoid(self.gate)

