@@ -41,7 +41,13 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"micro\s+Score videos against", s2dit("eval", "--help").stdout)
     assert re.search(r"info\s+Print parameters and FLOPs", s2dit("model", "--help").stdout)
     assert re.search(r"blocks\s+Time one block of each kind", s2dit("bench", "--help").stdout)
-    assert sorted(_commands(app)) == ["bench blocks", "data inspect", "data micro", "eval micro", "model info"]
+    assert sorted(_commands(app)) == [
+        "bench blocks",
+        "data inspect",
+        "data micro",
+        "eval micro",
+        "model info",
+    ]
 
 
 def test_readme_names_every_command(repo_root):
