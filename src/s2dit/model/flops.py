@@ -26,6 +26,7 @@ def block_flops(kind: str, cfg: ModelConfig, tokens: int, frames_tokens: int, te
             2 * N * D * 3 * D  # qkv
             + 2 * (2 * N * D * d)  # feature map on q and k (a d x d matrix per head)
             + 2 * (2 * N * D * d)  # Σ k̃ vᵀ and q̃ · S
+            + 2 * N * D  # q · z, the denominator
             + 2 * N * D * math.prod(cfg.conv_kernel)  # depthwise conv
             + 2 * N * D * D * 2  # conv channel mix, output projection
         )

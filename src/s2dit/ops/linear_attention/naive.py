@@ -42,7 +42,7 @@ class LinearAttentionState(NamedTuple):
 def _read(q, q_rot, kv, k_sum):
     """out = (q̃ · S) / (q · z), with S, z broadcast against q's token axis."""
     num = q_rot.float() @ kv  # (..., N, e)
-    den = (q.float() * k_sum.unsqueeze(-2)).sum(-1, keepdim=True)  # (..., N, 1)
+    den = q.float() @ k_sum.unsqueeze(-1)  # (..., N, 1): a matmul beats multiply-and-sum on CPU
     return num / den.clamp_min(EPS)
 
 
