@@ -121,3 +121,15 @@ def test_model_info_prints_parameters_and_flops_by_kind():
     assert "micro (LSF)" in out and "parameters" in out and "GFLOPs per latent frame" in out
     for part in ("L", "S", "F", "stages", "total"):
         assert re.search(rf"\b{part}\b", out)
+
+
+def test_core_modules_import_without_video_or_text_packages():
+    """The model, benchmarks and CLI run on lean machines: no PyAV, Pillow, scipy or diffusers at import."""
+    code = (
+        "import sys; import s2dit.cli, s2dit.model.transformer, s2dit.model.flops, s2dit.eval.bench_blocks, "
+        "s2dit.model.init, s2dit.config; "
+        "print(sorted(m for m in ('av', 'PIL', 'scipy', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
