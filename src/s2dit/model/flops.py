@@ -16,9 +16,12 @@ from s2dit.model.config import ModelConfig
 from s2dit.model.transformer import stages
 
 
-def block_flops(kind: str, cfg: ModelConfig, tokens: int, frames_tokens: int, text_tokens: int) -> int:
-    """One block over ``tokens`` video tokens (all frames), whose self-attention spans ``frames_tokens``."""
+def block_flops(kind: str, cfg: ModelConfig, tokens: int, frames: int, text_tokens: int) -> int:
+    """One block over ``tokens`` video tokens in ``frames`` latent frames (bidirectional)."""
     D, N, d = cfg.width, tokens, cfg.head_dim
+    kt = cfg.conv_kernel[0]
+    # The causal conv pads time on both sides at the start of a sequence and drops the last k_t - 1 outputs.
+    conv_frames = frames + kt - 1 if frames >= kt - 1 else frames
     cross = 2 * N * D * D * 2 + 4 * N * text_tokens * D  # q and out projections; scores + mix
     ffn = 4 * N * D * cfg.ffn_dim
     if kind == "L":
@@ -27,11 +30,11 @@ def block_flops(kind: str, cfg: ModelConfig, tokens: int, frames_tokens: int, te
             + 2 * (2 * N * D * d)  # feature map on q and k (a d x d matrix per head)
             + 2 * (2 * N * D * d)  # Σ k̃ vᵀ and q̃ · S
             + 2 * N * D  # q · z, the denominator
-            + 2 * N * D * math.prod(cfg.conv_kernel)  # depthwise conv
+            + 2 * N // frames * conv_frames * D * math.prod(cfg.conv_kernel)  # depthwise conv
             + 2 * N * D * D * 2  # conv channel mix, output projection
         )
     else:
-        mixer = 2 * N * D * 3 * D + 4 * N * frames_tokens * D + 2 * N * D * D
+        mixer = 2 * N * D * 3 * D + 4 * N * N * D + 2 * N * D * D
     return mixer + cross + ffn
 
 
@@ -47,7 +50,7 @@ def model_flops(cfg: ModelConfig, width: int, height: int, frames: int, text_tok
     out: dict[str, int] = collections.Counter({"L": 0, "S": 0, "F": 0})
     for kind in cfg.layout:
         n = n_coarse if kind == "S" else n_full
-        out[kind] += block_flops(kind, cfg, n, n, text_tokens)
+        out[kind] += block_flops(kind, cfg, n, frames, text_tokens)
     out["stages"] = len(stages(cfg.layout)) * (2 * n_coarse * 4 * D * D * 2 + 2 * n_full * D * D)
     out["embed"] = (
         2 * n_full * D * cfg.in_channels * 4  # patch embedding

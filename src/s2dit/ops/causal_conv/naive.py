@@ -26,11 +26,14 @@ def causal_depthwise_conv3d(
     C, kt, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3], weight.shape[4]
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"spatial kernel must be odd for 'same' padding, got {kh}x{kw}")
+    frames = x.shape[2]
+    if tail is None and frames >= kt - 1:
+        # Start of a sequence: pad time on both sides and keep the first outputs (the causal ones);
+        # no concatenation, so channels-last input stays channels-last (2-7x faster on CPU).
+        y = F.conv3d(x, weight, bias, padding=(kt - 1, kh // 2, kw // 2), groups=C)[:, :, :frames]
+        return y, x[:, :, frames - (kt - 1) :]
     if tail is None:
-        # Zeros in x's memory format, so that channels-last input stays channels-last (2-7x faster on CPU).
-        cl = x.is_contiguous(memory_format=torch.channels_last_3d)
-        fmt = torch.channels_last_3d if cl else torch.contiguous_format
-        tail = x.new_zeros(x.shape[0], C, kt - 1, x.shape[3], x.shape[4]).contiguous(memory_format=fmt)
+        tail = x.new_zeros(x.shape[0], C, kt - 1, x.shape[3], x.shape[4])
     full = torch.cat([tail, x], dim=2)  # (B, C, k_t - 1 + T, H, W)
     y = F.conv3d(full, weight, bias, padding=(0, kh // 2, kw // 2), groups=C)
     return y, full[:, :, full.shape[2] - (kt - 1) :]
