@@ -176,7 +176,10 @@ def model_info(
         raise ConfigError(f"--{str(e).replace('width', 'size').replace('height', 'size')}") from None
     if text_tokens < 1:
         raise S2DitError(f"--text-tokens must be at least 1, got {text_tokens}")
-    params = parameter_counts(S2DiT(cfg))
+    import torch
+
+    with torch.device("meta"):  # count parameters without allocating them (mobile: 0.5B)
+        params = parameter_counts(S2DiT(cfg))
     T = video.latent_frames
     flops = model_flops(cfg, w // 8, h // 8, T, text_tokens)
     console.print(

@@ -95,3 +95,11 @@ def test_rope_layouts_agree_for_other_head_sizes(head_dim):
     with torch.no_grad():
         expected = wan(x, torch.tensor([900.0]), text, return_dict=False)[0]
         torch.testing.assert_close(ours(x, torch.full((1, 2), 900.0), text), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_wan_heads_of_another_size_leave_qk_fresh():
+    wan = wan_model(layers=1, width_heads=4, head_dim=8)  # width 32 as 4 heads of 8
+    ours = S2DiT(ModelConfig(layout="F", width=32, heads=2, ffn_dim=64, text_dim=12))  # 2 heads of 16
+    report = init_from_full_attention(ours, wan.state_dict(), wan_heads=4)
+    assert {"blocks.0.mixer.qkv.weight", "blocks.0.mixer.norm_q.weight"} <= set(report.fresh)
+    assert "blocks.0.cross.q.weight" in report.loaded

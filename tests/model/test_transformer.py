@@ -182,3 +182,54 @@ def test_layouts_stages_and_config_errors():
     state = model.init_state(torch.randn(1, 2, 12), H, W, StreamSpec(chunk_frames=2))
     with pytest.raises(ValueError, match="expects 2"):
         model.forward_chunk(*inputs(3), state)
+
+
+@pytest.mark.parametrize("layout", ["F", "S"])
+@pytest.mark.parametrize(("sinks", "window"), [(0, 1), (1, 1), (2, 1), (1, 2), (2, 3)])
+@torch.no_grad()
+def test_after_overflow_the_stream_sees_exactly_the_sinks_and_the_window(layout, sinks, window):
+    """One softmax block: its cache holds only K/V of whole chunks, so a long stream must equal a fresh
+    stream fed only the sink chunks, then the last `window` chunks, then the query chunk."""
+    model = tiny(layout)
+    spec = StreamSpec(chunk_frames=1, window_chunks=window, sink_chunks=sinks)
+    g = torch.Generator().manual_seed(2)
+    total = sinks + window + 3  # committed before the query chunk: 3 past the overflow
+    xs = [torch.randn(2, 16, 1, H, W, generator=g) for _ in range(total + 1)]
+    ts = [torch.rand(2, 1, generator=g) * 1000 for _ in range(total + 1)]
+    text, mask = torch.randn(2, 5, 12, generator=g), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()
+
+    def run(indices):
+        state = model.init_state(text, H, W, spec, text_mask=mask)
+        for i in indices[:-1]:
+            model.forward_chunk(xs[i], ts[i], state, commit=True)
+        return model.forward_chunk(xs[indices[-1]], ts[indices[-1]], state)
+
+    long = run(list(range(total + 1)))
+    kept = run([*range(sinks), *range(total - window, total), total])
+    assert rel_err(long, kept) <= 1e-5
+
+
+@torch.no_grad()
+def test_parity_with_a_batch_and_a_padded_prompt():
+    model = tiny("LSSF")
+    g = torch.Generator().manual_seed(3)
+    x, t = torch.randn(2, 16, 6, H, W, generator=g), torch.rand(2, 6, generator=g) * 1000
+    text = torch.randn(2, 5, 12, generator=g)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])  # a tokenizer's int attention mask
+    expected = model(x, t, text, mask, chunk_frames=2)
+    state = model.init_state(text, H, W, StreamSpec(chunk_frames=2, window_chunks=3), text_mask=mask)
+    outs = []
+    for s in range(0, 6, 2):
+        outs.append(model.forward_chunk(x[:, :, s : s + 2], t[:, s : s + 2], state))
+        model.forward_chunk(x[:, :, s : s + 2], t[:, s : s + 2], state, commit=True)
+    assert rel_err(torch.cat(outs, dim=2), expected) <= 1e-5
+    padded_differently = text.clone()
+    padded_differently[0, 2:] = 0.0  # masked tokens must not matter
+    torch.testing.assert_close(model(x, t, padded_differently, mask, chunk_frames=2), expected)
+
+
+def test_a_chunk_of_the_wrong_size_is_refused():
+    model = tiny("SF")
+    state = model.init_state(torch.randn(1, 2, 12), W, H, StreamSpec(chunk_frames=1))  # H and W swapped
+    with pytest.raises(ValueError, match="the stream was made for"):
+        model.forward_chunk(*inputs(1), state)

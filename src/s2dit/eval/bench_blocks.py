@@ -65,7 +65,7 @@ def _make_call(m, kind, full, n, width, rope, text, dev, dt):
             return m(x, full) if kind == "stage_down" else m(x, skip, full)
 
     else:
-        tables = tuple(tab.to(dt) for tab in rope(*grid))
+        tables = rope(*grid)  # float32, as in the model
         modulation = torch.randn(1, grid[0], 6, width, device=dev, dtype=dt) * 0.1
         with torch.no_grad():
             text_kv = m.cross.text_kv(text)

@@ -9,8 +9,10 @@ Two sources:
 
 Student block ``i`` takes teacher block ``round(i * (n_teacher - 1) / (n_student - 1))``, so depths may
 differ. Every kind takes what it shares with a full-attention block (Q/K/V, QK-norms, output projection,
-cross-attention, FFN, modulation); LCHA's feature map, conv and gate, and the stage entry/exit, start
-fresh. :func:`init_from_full_attention` returns a report of what was loaded, what starts fresh and what
+cross-attention, FFN, modulation); LCHA's feature map, conv and gate start fresh, and so do the stage
+entry/exit when the source is Wan (an S2DiT source passes its stage modules on by stage index). Q/K weights
+are only taken from a Wan source whose head size equals the student's (RoPE pairs live inside heads).
+:func:`init_from_full_attention` returns a report of what was loaded, what starts fresh and what
 was skipped for a shape mismatch.
 """
 
@@ -50,8 +52,14 @@ def _teacher_index(i: int, n_student: int, n_teacher: int) -> int:
     return 0 if n_student == 1 else round(i * (n_teacher - 1) / (n_student - 1))
 
 
-def wan_to_s2dit(wan: dict[str, torch.Tensor], model: S2DiT) -> dict[str, torch.Tensor]:
-    """Translate a diffusers Wan state dict into S2DiT key names and layouts (for every student block)."""
+def wan_to_s2dit(
+    wan: dict[str, torch.Tensor], model: S2DiT, wan_heads: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Translate a diffusers Wan state dict into S2DiT key names and layouts (for every student block).
+
+    ``wan_heads``: the teacher's ``num_attention_heads``. When its head size differs from the student's,
+    the self-attention Q/K projections and norms are left out (they start fresh).
+    """
     cfg = model.config
     C, perm = cfg.in_channels, _rope_perm(cfg.head_dim, cfg.heads)
     out = {
@@ -83,12 +91,13 @@ def wan_to_s2dit(wan: dict[str, torch.Tensor], model: S2DiT) -> dict[str, torch.
         s = f"blocks.{i}."
         q, k, v = (wan[f"{t}attn1.to_{x}.weight"] for x in "qkv")
         qb, kb, vb = (wan[f"{t}attn1.to_{x}.bias"] for x in "qkv")
-        if q.shape[0] == perm.numel():
+        same_heads = wan_heads is None or q.shape[0] // wan_heads == cfg.head_dim
+        if q.shape[0] == perm.numel() and same_heads:
             q, k, qb, kb = q[perm], k[perm], qb[perm], kb[perm]
             out[s + "mixer.norm_q.weight"] = wan[f"{t}attn1.norm_q.weight"][perm]
             out[s + "mixer.norm_k.weight"] = wan[f"{t}attn1.norm_k.weight"][perm]
-        out[s + "mixer.qkv.weight"] = torch.cat([q, k, v])
-        out[s + "mixer.qkv.bias"] = torch.cat([qb, kb, vb])
+            out[s + "mixer.qkv.weight"] = torch.cat([q, k, v])
+            out[s + "mixer.qkv.bias"] = torch.cat([qb, kb, vb])
         out[s + "mixer.out.weight"] = wan[f"{t}attn1.to_out.0.weight"]
         out[s + "mixer.out.bias"] = wan[f"{t}attn1.to_out.0.bias"]
         for x, y in (("q", "q"), ("k", "k"), ("v", "v"), ("out", "out.0")):
@@ -123,10 +132,16 @@ def s2dit_to_s2dit(source: dict[str, torch.Tensor], model: S2DiT) -> dict[str, t
 
 
 @torch.no_grad()
-def init_from_full_attention(model: S2DiT, state_dict: dict[str, torch.Tensor]) -> InitReport:
-    """Copy every tensor of ``state_dict`` (Wan diffusers or S2DiT keys) whose shape matches ``model``."""
+def init_from_full_attention(
+    model: S2DiT, state_dict: dict[str, torch.Tensor], wan_heads: int | None = None
+) -> InitReport:
+    """Copy every tensor of ``state_dict`` (Wan diffusers or S2DiT keys) whose shape matches ``model``.
+
+    ``wan_heads``: a Wan source's ``num_attention_heads`` (its diffusers config), so that Q/K weights are
+    only taken when the head size matches. Without it, equal widths are taken to mean equal heads.
+    """
     is_wan = any(k.startswith("condition_embedder.") for k in state_dict)
-    mapped = wan_to_s2dit(state_dict, model) if is_wan else s2dit_to_s2dit(state_dict, model)
+    mapped = wan_to_s2dit(state_dict, model, wan_heads) if is_wan else s2dit_to_s2dit(state_dict, model)
     target = model.state_dict()
     report = InitReport([], [], [])
     for key, tensor in target.items():

@@ -128,12 +128,14 @@ class StreamState:
     def __init__(
         self,
         spec: StreamSpec,
+        size: tuple[int, int],
         count: torch.Tensor,
         caches: list[KVCache | LinearCache],
         text_kv: list[tuple[torch.Tensor, torch.Tensor]],
         text_mask: torch.Tensor | None,
     ):
         self.spec = spec
+        self.size = size  # (latent height, latent width) of every chunk
         self.count = count
         self.caches = caches
         self.text_kv = text_kv
@@ -164,7 +166,7 @@ class StreamState:
                 sums = LinearAttentionState(tensors[f"block{i}.kv"], tensors[f"block{i}.k_sum"])
                 caches.append(LinearCache(sums, tensors[f"block{i}.tail"]))
         text = [(tensors[f"block{i}.text_k"], tensors[f"block{i}.text_v"]) for i in range(len(self.text_kv))]
-        return StreamState(self.spec, tensors["count"], caches, text, tensors.get("text_mask"))
+        return StreamState(self.spec, self.size, tensors["count"], caches, text, tensors.get("text_mask"))
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors().values())

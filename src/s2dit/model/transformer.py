@@ -34,6 +34,11 @@ from s2dit.model.state import (
 from s2dit.ops.linear_attention import LinearAttentionState
 
 
+def _bool_mask(text_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Text masks may come as bool, or 0/1 ints/floats (a tokenizer's attention_mask): True = real token."""
+    return None if text_mask is None else text_mask.bool()
+
+
 def stages(layout: str) -> list[tuple[int, int]]:
     """``(first, last)`` block indices of each maximal run of ``S``: ``"LSSLS"`` -> ``[(1, 2), (4, 4)]``."""
     runs, start = [], None
@@ -143,7 +148,7 @@ class S2DiT(nn.Module):
 
         temb, modulation = self.time(t)  # (B, T, D), (B, T, 6, D)
         x = self.patch(x)  # (B, N, D)
-        x = self._run_blocks(x, modulation, self.text_kv(text), text_mask, grid, mixer)
+        x = self._run_blocks(x, modulation, self.text_kv(text), _bool_mask(text_mask), grid, mixer)
         return self._head(x, temb, grid)
 
     # -------------------------------------------------------------------------------------------
@@ -158,7 +163,8 @@ class S2DiT(nn.Module):
         spec: StreamSpec | None = None,
         text_mask: torch.Tensor | None = None,
     ) -> StreamState:
-        """An empty stream for latents of ``height × width`` and the prompt ``text [B, L, text_dim]``."""
+        """An empty stream for latent chunks of ``height × width`` (latent pixels, H then W as in
+        ``[B, C, c, H, W]``) and the prompt ``text [B, L, text_dim]``."""
         spec = spec or StreamSpec()
         B, D, heads = text.shape[0], self.config.width, self.config.heads
         like = self.proj_out.weight
@@ -175,14 +181,14 @@ class S2DiT(nn.Module):
                 g = coarse_grid(full) if block.kind == "S" else full
                 caches.append(KVCache.empty(B, heads, self.config.head_dim, g[0] * g[1] * g[2], spec, like))
         count = torch.zeros((), dtype=torch.long, device=like.device)
-        return StreamState(spec, count, caches, self.text_kv(text), text_mask)
+        return StreamState(spec, (height, width), count, caches, self.text_kv(text), _bool_mask(text_mask))
 
     def set_prompt(
         self, state: StreamState, text: torch.Tensor, text_mask: torch.Tensor | None = None
     ) -> None:
         """Switch the prompt of a stream at a chunk boundary: new text K/V, the rest of the state kept."""
         state.text_kv = self.text_kv(text)
-        state.text_mask = text_mask
+        state.text_mask = _bool_mask(text_mask)
 
     def _chunk_context(self, state: StreamState, grid, commit: bool) -> ChunkContext:
         spec = state.spec
@@ -210,6 +216,8 @@ class S2DiT(nn.Module):
         c, H, W = x.shape[2:]
         if c != state.spec.chunk_frames:
             raise ValueError(f"chunk has {c} latent frames, the stream expects {state.spec.chunk_frames}")
+        if state.size != (H, W):
+            raise ValueError(f"chunk is {H}x{W} latent pixels (HxW), the stream was made for {state.size}")
         grid = (c, H // 2, W // 2)
         contexts = {g: self._chunk_context(state, g, commit) for g in (grid, coarse_grid(grid))}
 

@@ -31,7 +31,7 @@ def causal_depthwise_conv3d(
         # Start of a sequence: pad time on both sides and keep the first outputs (the causal ones);
         # no concatenation, so channels-last input stays channels-last (2-7x faster on CPU).
         y = F.conv3d(x, weight, bias, padding=(kt - 1, kh // 2, kw // 2), groups=C)[:, :, :frames]
-        return y, x[:, :, frames - (kt - 1) :]
+        return y, x[:, :, frames - (kt - 1) :].clone()  # a copy: the state must not alias the input
     if tail is None:
         tail = x.new_zeros(x.shape[0], C, kt - 1, x.shape[3], x.shape[4])
     full = torch.cat([tail, x], dim=2)  # (B, C, k_t - 1 + T, H, W)
