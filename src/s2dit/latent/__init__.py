@@ -1,2 +1,3 @@
-"""Latent space and text (DESIGN.md §4). So far: text encoders behind one interface and an on-disk cache of
-their embeddings. (The Wan VAE wrapper, the tiny autoencoder and `s2dit data encode` come next.)"""
+"""Latent space and text (DESIGN.md §4). So far: the Wan VAE with a streaming decoder, text encoders behind
+one interface, and an on-disk cache of their embeddings. (The tiny autoencoder and `s2dit data encode` come
+next.)"""
