@@ -41,13 +41,9 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"micro\s+Score videos against", s2dit("eval", "--help").stdout)
     assert re.search(r"info\s+Print parameters and FLOPs", s2dit("model", "--help").stdout)
     assert re.search(r"blocks\s+Time one block of each kind", s2dit("bench", "--help").stdout)
-    assert sorted(_commands(app)) == [
-        "bench blocks",
-        "data inspect",
-        "data micro",
-        "eval micro",
-        "model info",
-    ]
+    assert re.search(r"vae\s+Train the tiny autoencoder", s2dit("train", "--help").stdout)
+    expected = ["bench blocks", "data inspect", "data micro", "eval micro", "model info", "train vae"]
+    assert sorted(_commands(app)) == expected
 
 
 def test_readme_names_every_command(repo_root):
@@ -127,7 +123,7 @@ def test_core_modules_import_without_video_or_text_packages():
     """The model, benchmarks and CLI run on lean machines: no PyAV, Pillow, scipy or diffusers at import."""
     code = (
         "import sys; import s2dit.cli, s2dit.model.transformer, s2dit.model.flops, s2dit.eval.bench_blocks, "
-        "s2dit.model.init, s2dit.config; "
+        "s2dit.model.init, s2dit.config, s2dit.latent.text, s2dit.latent.wan_vae, s2dit.latent.tiny_ae; "
         "print(sorted(m for m in ('av', 'PIL', 'scipy', 'diffusers', 'transformers') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -34,7 +34,11 @@ app.add_typer(eval_app, name="eval")
 bench_app = typer.Typer(
     help="Benchmarks: print tables and write JSON (ratios measured in one run).", no_args_is_help=True
 )
+train_app = typer.Typer(
+    help="Train models (resumable: rerun the same command to continue).", no_args_is_help=True
+)
 app.add_typer(model_app, name="model")
+app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
 
 console = Console()
@@ -249,6 +253,30 @@ def bench_blocks(
     if json_out:
         write_text_atomic(json_out, json.dumps(table, indent=1))
         console.print(f"latency table: {json_out}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# s2dit train ...
+# ---------------------------------------------------------------------------------------------------
+
+
+@train_app.command("vae")
+def train_vae(
+    config: Path | None = typer.Option(None, help=CONFIG_HELP + " E.g. configs/micro_vae.yaml."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    max_steps: int | None = typer.Option(None, help="Stop after this step (the run can be resumed later)."),
+) -> None:
+    """Train the tiny autoencoder on a clip folder (the micro world's VAE)."""
+    from s2dit.config import load_config
+    from s2dit.latent.train_ae import AETrainConfig, train_tiny_ae
+
+    cfg = load_config(AETrainConfig, config, list(set_))
+    if max_steps is not None and max_steps < 1:
+        raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
+    metrics = train_tiny_ae(cfg, max_steps=max_steps)
+    console.print(
+        ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
+    )
 
 
 def main() -> None:

@@ -1,0 +1,145 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from s2dit.errors import ConfigError, S2DitError
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
+from s2dit.latent.train_ae import AETrainConfig, load_tiny_ae, save_tiny_ae
+
+
+def tiny(seed: int = 0) -> TinyAutoencoder:
+    torch.manual_seed(seed)
+    ae = TinyAutoencoder(TinyAEConfig(widths=[4, 8, 8, 16], latents_mean=[0.1] * 16, latents_std=[2.0] * 16))
+    with torch.no_grad():  # a non-trivial temporal filter, so the decoder's state matters
+        ae.temporal.weight.normal_()
+    return ae.eval()
+
+
+def test_latent_convention():
+    ae = tiny()
+    pixels = torch.rand(2, 3, 13, 48, 64) * 2 - 1
+    latents = ae.encode(pixels)
+    assert latents.shape == (2, 16, 4, 6, 8)  # 4x time (first frame kept), 8x space, 16 channels
+    assert ae.decode(latents).shape == pixels.shape
+    with pytest.raises(ValueError, match="4k\\+1 frames"):
+        ae.encode(torch.zeros(1, 3, 12, 48, 64))
+
+
+def test_encoder_is_causal_in_time():
+    ae = tiny()
+    pixels = torch.rand(1, 3, 13, 32, 32) * 2 - 1
+    later = pixels.clone()
+    later[:, :, 6:] = 0.0  # change frames from 6 on: latent frames 0 and 1 (frames 0..4) must not move
+    with torch.no_grad():
+        a, b = ae.encode(pixels), ae.encode(later)
+    torch.testing.assert_close(a[:, :, :2], b[:, :, :2])
+    assert not torch.allclose(a[:, :, 2:], b[:, :, 2:])
+
+
+@pytest.mark.parametrize("chunks", [[1, 3, 3], [3, 1, 1, 2], [7]], ids=lambda c: "-".join(map(str, c)))
+def test_streaming_decode_equals_full_decode(chunks):
+    ae = tiny()
+    latents = torch.randn(1, 16, sum(chunks), 4, 6)
+    with torch.no_grad():
+        full = ae.decode(latents)
+    decoder = ae.streaming_decoder()
+    parts, start = [], 0
+    for n in chunks:
+        parts.append(decoder.push(latents[:, :, start : start + n]))
+        assert parts[-1].shape[2] == (1 + 4 * (n - 1) if start == 0 else 4 * n)
+        start += n
+    torch.testing.assert_close(torch.cat(parts, dim=2), full, rtol=1e-5, atol=1e-5)
+
+
+def test_save_and_load(tmp_path):
+    ae = tiny()
+    save_tiny_ae(ae, tmp_path)
+    loaded = load_tiny_ae(tmp_path)
+    assert loaded.config == ae.config
+    latents = torch.randn(1, 16, 2, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.decode(latents), ae.decode(latents))
+    with pytest.raises(S2DitError, match=r"needs tiny_ae\.safetensors"):
+        load_tiny_ae(tmp_path / "none")
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="widths"):
+        TinyAEConfig(widths=[8, 16, 32])
+    with pytest.raises(ConfigError, match="crop"):
+        AETrainConfig(crop=[100, 72])
+
+
+def run_train(tmp_path, world, *extra):
+    cmd = [
+        sys.executable,
+        "-m",
+        "s2dit.cli",
+        "train",
+        "vae",
+        "--set",
+        f"data={world}",
+        "--set",
+        f"out={tmp_path}",
+        "--set",
+        "video.width=64",
+        "--set",
+        "video.height=48",
+        "--set",
+        "video.frames=5",
+        "--set",
+        "crop=[32, 32]",
+        "--set",
+        "model.widths=[4, 8, 8, 8]",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "steps=6",
+        "--set",
+        "log_every=1",
+        "--set",
+        "checkpoint_every=2",
+        "--set",
+        "stats_clips=2",
+        *extra,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_train_vae_runs_resumes_and_writes_the_model(tmp_path, micro_world):
+    out = tmp_path / "run"
+    first = run_train(out, micro_world, "--max-steps", "3")
+    assert [r["step"] for r in first] == [1, 2, 3] and not (out / "tiny_ae.safetensors").exists()
+    both = run_train(out, micro_world)  # resumes at step 3
+    assert [r["step"] for r in both] == [1, 2, 3, 4, 5, 6]
+    cfg = yaml.safe_load((out / "tiny_ae.yaml").read_text())
+    assert len(cfg["latents_std"]) == 16 and cfg["latents_std"] != [1.0] * 16  # measured on the data
+    ae = load_tiny_ae(out)
+    assert ae.encode(torch.zeros(1, 3, 5, 48, 64)).shape == (1, 16, 2, 6, 8)
+    # A rerun with other settings is refused instead of mixing runs.
+    fresh = tmp_path / "other"
+    run_train(fresh, micro_world, "--max-steps", "2")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "s2dit.cli",
+            "train",
+            "vae",
+            "--set",
+            f"data={micro_world}",
+            "--set",
+            f"out={fresh}",
+            "--set",
+            "lr=0.5",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "other settings" in result.stderr
