@@ -93,6 +93,23 @@ def data_micro(
     )
 
 
+@data_app.command("encode")
+def data_encode(
+    config: Path | None = typer.Option(None, help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " E.g. --set videos=DIR --set vae=DIR."),
+) -> None:
+    """Encode a captioned video folder into shards of latents and text embeddings (resumable, torchrun)."""
+    from s2dit.config import load_config
+    from s2dit.data.encode import EncodeConfig, encode_folder
+
+    cfg = load_config(EncodeConfig, config, list(set_))
+    summary = encode_folder(cfg)
+    console.print(
+        f"rank {summary['rank']}: {summary['clips']} clips encoded in {summary['shards']} shards, "
+        f"{summary['skipped']} skipped -> {cfg.out}"
+    )
+
+
 @data_app.command("inspect")
 def data_inspect(
     folder: Path = typer.Argument(..., help="A micro world or a captioned video folder."),
