@@ -42,16 +42,10 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"info\s+Print parameters and FLOPs", s2dit("model", "--help").stdout)
     assert re.search(r"blocks\s+Time one block of each kind", s2dit("bench", "--help").stdout)
     assert re.search(r"vae\s+Train the tiny autoencoder", s2dit("train", "--help").stdout)
-    expected = [
-        "bench blocks",
-        "data encode",
-        "data inspect",
-        "data micro",
-        "eval micro",
-        "model info",
-        "train vae",
-    ]
-    assert sorted(_commands(app)) == expected
+    expected = (
+        "bench blocks, data encode, data inspect, data micro, eval micro, eval vae, model info, train vae"
+    )
+    assert sorted(_commands(app)) == expected.split(", ")
 
 
 def test_readme_names_every_command(repo_root):

@@ -165,6 +165,27 @@ def eval_micro(
         console.print(f"report: {json_out}")
 
 
+@eval_app.command("vae")
+def eval_vae(
+    vae: Path = typer.Option(..., help="A tiny-autoencoder folder or a diffusers Wan VAE folder."),
+    videos: Path = typer.Option(
+        ..., help="Held-out clips (a micro world or a captioned folder), 256x144x33."
+    ),
+    clips: int = typer.Option(32, help="Clips to evaluate."),
+    chunk: int = typer.Option(3, help="Latent frames per streamed decode chunk."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+) -> None:
+    """Reconstruction PSNR, encode speed and streaming decode frames/s of an autoencoder."""
+    from s2dit.atomic import write_text_atomic
+    from s2dit.eval.vae import evaluate_vae
+
+    report = evaluate_vae(str(vae), str(videos), clips=clips, chunk=chunk)
+    rows = [(k, f"{v:.3f}" if isinstance(v, float) else v) for k, v in report.items()]
+    console.print(_table("autoencoder", ("metric", "value"), rows))
+    if json_out:
+        write_text_atomic(json_out, json.dumps(report, indent=1))
+
+
 # ---------------------------------------------------------------------------------------------------
 # s2dit model ...
 # ---------------------------------------------------------------------------------------------------

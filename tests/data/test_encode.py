@@ -96,3 +96,27 @@ def test_torchrun_with_two_processes(world, vae_dir, tmp_path):
     assert "rank 0:" in result.stdout and "rank 1:" in result.stdout
     assert json.loads((out / "index.json").read_text())["clips"] == 23
     assert len(LatentShardDataset(out)) == 23
+
+
+def test_an_interrupted_run_resumes_to_the_same_shards(world, vae_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    with pytest.warns(UserWarning):
+        encode_folder(config(world, whole, vae_dir), progress=False)
+    shutil.copytree(whole, broken)
+    # A kill mid-run: shard 2 written but not its .json, shard 3 half-written, no index.
+    (broken / "shard-00002.json").unlink()
+    (broken / "shard-00003.json").unlink()
+    (broken / "shard-00003.safetensors").unlink()
+    (broken / ".tmp-shard-00003.safetensors.x.safetensors").write_bytes(b"partial")
+    (broken / "index.json").unlink()
+    with pytest.warns(UserWarning):
+        assert encode_folder(config(world, broken, vae_dir), progress=False)["shards"] == 2
+    assert sorted(p.name for p in broken.iterdir()) == sorted(p.name for p in whole.iterdir())
+    for s in range(5):
+        a, b = (
+            load_file(whole / f"shard-{s:05d}.safetensors"),
+            load_file(broken / f"shard-{s:05d}.safetensors"),
+        )
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -143,3 +143,29 @@ def test_train_vae_runs_resumes_and_writes_the_model(tmp_path, micro_world):
         text=True,
     )
     assert result.returncode == 2 and "other settings" in result.stderr
+
+
+def test_portrait_and_landscape_shapes():
+    ae = tiny()
+    for F_, H, W in ((5, 64, 32), (9, 32, 64), (1, 16, 16)):
+        with torch.no_grad():
+            latents = ae.encode(torch.zeros(1, 3, F_, H, W))
+            assert latents.shape == (1, 16, 1 + (F_ - 1) // 4, H // 8, W // 8)
+            assert ae.decode(latents).shape == (1, 3, F_, H, W)
+
+
+def test_a_short_training_run_lowers_the_loss(tmp_path, micro_world):
+    out = tmp_path / "run"
+    log = run_train(out, micro_world, "--set", "steps=40", "--set", "lr=0.003", "--set", "log_every=10")
+    assert log[-1]["l1"] < 0.8 * log[0]["l1"], log
+
+
+def test_eval_vae_reports_quality_and_speed(tmp_path, micro_world):
+    from s2dit.eval.vae import evaluate_vae
+
+    save_tiny_ae(tiny(), tmp_path)
+    report = evaluate_vae(str(tmp_path), str(micro_world), clips=2, progress=False)
+    assert report["clips"] == 2 and report["frames_per_clip"] == 33 and report["size"] == "256x144"
+    assert (
+        0 < report["psnr_db"] < 60 and report["decode_frames_per_s"] > 0 and report["encode_clips_per_s"] > 0
+    )

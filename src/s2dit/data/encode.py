@@ -102,7 +102,10 @@ def encode_folder(cfg: EncodeConfig, progress: bool = True) -> dict:
 
     out = Path(cfg.out)
     if (out / "config.yaml").is_file():
-        old = from_dict(EncodeConfig, yaml.safe_load((out / "config.yaml").read_text()) or {})
+        # The folder's own location may change (a moved or copied folder resumes); nothing else may.
+        old = dataclasses.replace(
+            from_dict(EncodeConfig, yaml.safe_load((out / "config.yaml").read_text()) or {}), out=cfg.out
+        )
         if old != cfg:
             raise S2DitError(f"{out} holds shards made with other settings ({describe_changes(old, cfg)})")
     out.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,10 @@ def train_tiny_ae(cfg: AETrainConfig, max_steps: int | None = None, progress: bo
     out = Path(cfg.out)
     saved = out / "config.yaml"
     if saved.is_file() and (out / "checkpoint.pt").is_file():
-        old = from_dict(AETrainConfig, yaml.safe_load(saved.read_text()) or {})
+        # The folder's own location may change (a moved run resumes); nothing else may.
+        old = dataclasses.replace(
+            from_dict(AETrainConfig, yaml.safe_load(saved.read_text()) or {}), out=cfg.out
+        )
         if old != cfg:
             raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
     out.mkdir(parents=True, exist_ok=True)
