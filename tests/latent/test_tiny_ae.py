@@ -74,42 +74,30 @@ def test_config_errors():
         AETrainConfig(crop=[100, 72])
 
 
-def run_train(tmp_path, world, *extra):
-    cmd = [
+TINY_RUN = (
+    "video.width=64 video.height=48 video.frames=5 crop=[32,32] model.widths=[4,8,8,8] batch_size=2 steps=6 "
+    "log_every=1 checkpoint_every=2 stats_clips=2"
+)
+
+
+def train_command(out, world, *extra) -> list[str]:
+    """``s2dit train vae`` on a tiny model and tiny clips, with extra arguments appended."""
+    settings = [f"data={world}", f"out={out}", *TINY_RUN.split()]
+    return [
         sys.executable,
         "-m",
         "s2dit.cli",
         "train",
         "vae",
-        "--set",
-        f"data={world}",
-        "--set",
-        f"out={tmp_path}",
-        "--set",
-        "video.width=64",
-        "--set",
-        "video.height=48",
-        "--set",
-        "video.frames=5",
-        "--set",
-        "crop=[32, 32]",
-        "--set",
-        "model.widths=[4, 8, 8, 8]",
-        "--set",
-        "batch_size=2",
-        "--set",
-        "steps=6",
-        "--set",
-        "log_every=1",
-        "--set",
-        "checkpoint_every=2",
-        "--set",
-        "stats_clips=2",
+        *(a for kv in settings for a in ("--set", kv)),
         *extra,
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def run_train(out, world, *extra):
+    result = subprocess.run(train_command(out, world, *extra), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
 def test_train_vae_runs_resumes_and_writes_the_model(tmp_path, micro_world):
@@ -126,21 +114,7 @@ def test_train_vae_runs_resumes_and_writes_the_model(tmp_path, micro_world):
     fresh = tmp_path / "other"
     run_train(fresh, micro_world, "--max-steps", "2")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "s2dit.cli",
-            "train",
-            "vae",
-            "--set",
-            f"data={micro_world}",
-            "--set",
-            f"out={fresh}",
-            "--set",
-            "lr=0.5",
-        ],
-        capture_output=True,
-        text=True,
+        train_command(fresh, micro_world, "--set", "lr=0.5"), capture_output=True, text=True
     )
     assert result.returncode == 2 and "other settings" in result.stderr
 
