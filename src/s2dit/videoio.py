@@ -139,10 +139,6 @@ class VideoInfo:
     width: int
     height: int
 
-    @property
-    def duration(self) -> float:
-        return self.frames / self.fps if self.fps else 0.0
-
 
 @contextlib.contextmanager
 def _open_video(path: str | os.PathLike) -> Iterator[tuple[Any, Any, float]]:

@@ -12,7 +12,7 @@ import pytest
 from s2dit.config import VideoSpec
 from s2dit.data.micro.captions import parse_caption, write_caption
 from s2dit.data.micro.scene import SHAPE_EXTENTS, clip_rng, sample_scene, shape_radius
-from s2dit.data.micro.vocab import BACKGROUNDS, COLORS, MOTIONS, SHAPES, SIZES, motion_family
+from s2dit.data.micro.vocab import BACKGROUNDS, COLORS, MOTION_FAMILIES, MOTIONS, SHAPES, SIZES, motion_family
 from s2dit.data.micro.writer import MicroWorldConfig, make_clip, read_index, write_micro_world
 from s2dit.errors import S2DitError
 from s2dit.videoio import read_video
@@ -101,17 +101,11 @@ def test_vocabulary_is_covered():
     assert seen["color"] == set(COLORS) and len(COLORS) >= 8
     assert seen["size"] == set(SIZES)
     assert seen["motion"] == set(MOTIONS)
-    assert {motion_family(m) for m in MOTIONS} == {
-        "left",
-        "right",
-        "up",
-        "down",
-        "diagonal",
-        "bounce",
-        "grow",
-        "shrink",
-        "still",
-    }
+    assert (
+        {motion_family(m) for m in MOTIONS}
+        == set(MOTION_FAMILIES)
+        == {"left", "right", "up", "down", "diagonal", "bounce", "grow", "shrink", "still"}
+    )
     assert seen["background"] == set(BACKGROUNDS) and len(BACKGROUNDS) >= 4
     assert {kind for kind, *_ in BACKGROUNDS.values()} >= {"plain", "vertical", "horizontal"}
     assert seen["count"] == {1, 2, 3}

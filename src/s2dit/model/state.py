@@ -167,6 +167,3 @@ class StreamState:
                 caches.append(LinearCache(sums, tensors[f"block{i}.tail"]))
         text = [(tensors[f"block{i}.text_k"], tensors[f"block{i}.text_v"]) for i in range(len(self.text_kv))]
         return StreamState(self.spec, self.size, tensors["count"], caches, text, tensors.get("text_mask"))
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors().values())
