@@ -35,7 +35,10 @@ bench_app = typer.Typer(
     help="Benchmarks: print tables and write JSON (ratios measured in one run).", no_args_is_help=True
 )
 train_app = typer.Typer(
-    help="Train models (resumable: rerun the same command to continue).", no_args_is_help=True
+    help="Train models (resumable: rerun the same command to continue). "
+    "'s2dit train --config FILE' trains a denoiser (under torchrun on several processes, too); "
+    "'s2dit train vae' trains the tiny autoencoder.",
+    no_args_is_help=True,
 )
 app.add_typer(model_app, name="model")
 app.add_typer(train_app, name="train")
@@ -296,6 +299,77 @@ def bench_blocks(
 # ---------------------------------------------------------------------------------------------------
 # s2dit train ...
 # ---------------------------------------------------------------------------------------------------
+
+
+@train_app.callback(invoke_without_command=True)
+def train_denoiser(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, help=CONFIG_HELP + " E.g. configs/micro_teacher.yaml or configs/micro_s2dit.yaml."
+    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    max_steps: int | None = typer.Option(None, help="Stop after this step (the run can be resumed later)."),
+) -> None:
+    """Train a denoiser (flow matching on encoded latents); rerun the same command to resume.
+
+    Launch with torchrun for several processes: torchrun --nproc-per-node N $(which s2dit) train --config F
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from s2dit.config import load_config
+    from s2dit.train.config import TrainConfig
+    from s2dit.train.trainer import train
+
+    if config is None:
+        raise S2DitError("s2dit train needs --config FILE (or a subcommand: s2dit train vae ...)")
+    cfg = load_config(TrainConfig, config, list(set_))
+    if max_steps is not None and max_steps < 1:
+        raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
+    row = train(cfg, max_steps=max_steps)
+    console.print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
+
+
+@app.command("generate")
+def generate(
+    prompt: str = typer.Argument(..., help="The text prompt."),
+    checkpoint: Path = typer.Option(..., help="A trained run folder, its model/ folder, or a Wan folder."),
+    out: Path = typer.Option(
+        Path("out.mp4"), "-o", "--out", help="The mp4 to write (a .png contact sheet goes beside it)."
+    ),
+    steps: int | None = typer.Option(
+        None, help="Sampling steps (default: the model's pipeline.yaml, else 50)."
+    ),
+    cfg: float | None = typer.Option(None, help="CFG scale g in u + g·(c - u); 1 = no guidance."),
+    seed: int = typer.Option(0, help="Seed of the initial noise."),
+    negative: str = typer.Option("", help="Negative prompt (the unconditional branch of CFG)."),
+    shift: float | None = typer.Option(None, help="Schedule shift (default: the model's)."),
+    sampler: str | None = typer.Option(None, help="euler or unipc (default: the model's, else unipc)."),
+    vae: Path | None = typer.Option(
+        None, help="Decoder to use instead of the one the model was trained with."
+    ),
+    frames: int | None = typer.Option(None, help="Latent frames to generate (default: the training length)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Generate a video bidirectionally from any of our checkpoints (teacher or S2DiT)."""
+    from s2dit.diffusion.pipeline import GenerateRequest
+    from s2dit.diffusion.pipeline import generate as run
+
+    request = GenerateRequest(
+        prompt=prompt,
+        checkpoint=str(checkpoint),
+        out=str(out),
+        steps=steps,
+        cfg=cfg,
+        shift=shift,
+        sampler=sampler,
+        seed=seed,
+        negative=negative,
+        vae=str(vae) if vae else None,
+        frames=frames,
+        device=device,
+    )
+    done = run(request)
+    console.print(f"wrote {done['video']} ({done['frames']} frames) and {done['contact_sheet']}")
 
 
 @train_app.command("vae")

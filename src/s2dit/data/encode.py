@@ -7,6 +7,7 @@ Output folder::
     shard-00000.json           the shard's rows: video, caption, attributes (micro-world objects, if any),
                                and the clips skipped as undecodable
     index.json                 every shard, clip counts, skipped counts; written when all shards exist
+    null_text.safetensors      the empty prompt's embedding (the unconditional input of CFG)
 
 Clip ``k`` of the folder's caption list goes to shard ``k // shard_size``; shard ``s`` belongs to rank
 ``s % world_size`` (``RANK`` / ``WORLD_SIZE`` from torchrun), so ranks never write the same file. A shard is
@@ -27,6 +28,8 @@ import yaml
 from s2dit.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
+
+NULL_TEXT = "null_text.safetensors"
 
 
 @dataclasses.dataclass
@@ -113,6 +116,8 @@ def encode_folder(cfg: EncodeConfig, progress: bool = True) -> dict:
     if rank == 0:
         save_config(cfg, out / "config.yaml")
     remove_stale_temporaries(out)
+    if rank == 0 and not (out / NULL_TEXT).is_file():
+        _write_null_text(out, load_text_encoder(cfg.text, cfg.text_max_length))
 
     pairs = read_captions(cfg.videos)
     n_shards = (len(pairs) + cfg.shard_size - 1) // cfg.shard_size
@@ -148,6 +153,15 @@ def encode_folder(cfg: EncodeConfig, progress: bool = True) -> dict:
         bar.close()
     _write_index_if_complete(out, n_shards)
     return summary
+
+
+def _write_null_text(out: Path, text) -> None:
+    """The empty prompt's embedding (valid tokens only): the unconditional input of CFG."""
+    from safetensors.torch import save_file
+
+    tokens, mask = text.encode([""])
+    with atomic_path(out / NULL_TEXT) as tmp:
+        save_file({"text": tokens[0][mask[0]].contiguous()}, str(tmp))
 
 
 def _write_shard(out: Path, s: int, tensors: dict, rows: list, skipped: list) -> None:
@@ -195,6 +209,15 @@ class LatentShardDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def null_text(self) -> torch.Tensor:
+        """The empty prompt's embedding ``[L, D]`` (the unconditional input of CFG)."""
+        from safetensors.torch import load_file
+
+        path = self.folder / NULL_TEXT
+        if not path.is_file():
+            raise S2DitError(f"{path} is missing: rerun s2dit data encode on this folder to add it")
+        return load_file(path)["text"]
 
     def __getitem__(self, i: int) -> dict:
         from safetensors import safe_open

@@ -311,8 +311,7 @@ def evaluate_folder(
         if len(paths) != len(rows):
             raise S2DitError(f"{prompts} has {len(rows)} prompts but {videos} has {len(paths)} videos")
     order = _derangement(len(rows), np.random.default_rng(seed)) if shuffle else np.arange(len(rows))
-    totals = {a: [] for a in ATTRIBUTES}
-    clips = []
+    scored, clips = [], []
     for i, path in enumerate(tqdm(paths, desc="scoring", unit="clip", disable=not progress)):
         row = rows[order[i]]
         try:
@@ -327,8 +326,7 @@ def evaluate_folder(
             r.update(count=0.0, flicker=0.0, detected={})
         else:
             r = score_clip(frames, row["objects"])
-        for a in ATTRIBUTES:
-            totals[a].extend(r[a] if isinstance(r[a], list) else [r[a]])
+        scored.append(r)
         clip_scores = [
             float(np.mean(r[a])) if (not isinstance(r[a], list) or r[a]) else None for a in ATTRIBUTES
         ]
@@ -341,7 +339,7 @@ def evaluate_folder(
                 "detected": r["detected"],
             }
         )
-    accuracy = {a: float(np.mean(v)) if v else None for a, v in totals.items()}
+    accuracy = accuracy_of(scored)
     return {
         "videos": str(videos),
         "prompts": str(prompts),
@@ -349,6 +347,20 @@ def evaluate_folder(
         "seed": seed,
         "clips": len(clips),
         "accuracy": accuracy,
-        "overall": float(np.mean([v for v in accuracy.values() if v is not None])),
+        "overall": overall_score(accuracy),
         "per_clip": clips,
     }
+
+
+def overall_score(accuracy: dict[str, float | None]) -> float:
+    """The overall micro score: the mean of the attribute accuracies that apply."""
+    return float(np.mean([v for v in accuracy.values() if v is not None]))
+
+
+def accuracy_of(results: list[dict]) -> dict[str, float | None]:
+    """Per-attribute accuracy over :func:`score_clip` results (object attributes pooled over objects)."""
+    totals = {a: [] for a in ATTRIBUTES}
+    for r in results:
+        for a in ATTRIBUTES:
+            totals[a].extend(r[a] if isinstance(r[a], list) else [r[a]])
+    return {a: float(np.mean(v)) if v else None for a, v in totals.items()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from s2dit.model.attention import block_causal_mask
 from s2dit.model.blocks import Block, StageDown, StageUp, coarse_grid
@@ -71,7 +72,17 @@ class S2DiT(nn.Module):
         self.norm_out = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.out_modulation = nn.Parameter(torch.zeros(1, 1, 2, D))
         self.proj_out = nn.Linear(D, config.in_channels * 4)
+        self.activation_checkpointing = False
         self.initialize_weights()
+
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute each block's activations in the backward pass (training memory for compute)."""
+        self.activation_checkpointing = True
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """Sub-modules FSDP2 may shard on their own. None: the per-block text K/V (cross-attention
+        weights) are computed once per prompt outside the blocks' forward, so the model is one unit."""
+        return []
 
     def initialize_weights(self) -> None:
         """Xavier-uniform linear layers with zero biases; then adaLN-Zero (DiT): the time projection
@@ -99,7 +110,11 @@ class S2DiT(nn.Module):
             if i in stage_of_entry:
                 skip, x = x, self.stage_down[stage_of_entry[i]](x, full)
                 grid = coarse_grid(full)
-            x = block(x, modulation, text_kv[i], text_mask, lambda h, i=i, b=block, g=grid: mixer(i, b, h, g))
+            mix = lambda h, i=i, b=block, g=grid: mixer(i, b, h, g)  # noqa: E731
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, modulation, text_kv[i], text_mask, mix, use_reentrant=False)
+            else:
+                x = block(x, modulation, text_kv[i], text_mask, mix)
             if i in stage_of_exit:
                 x, grid = self.stage_up[stage_of_exit[i]](x, skip, full), full
         return x

@@ -1,0 +1,1 @@
+"""Flow matching (Wan convention): schedules, the training loss, and samplers (DESIGN.md §2)."""

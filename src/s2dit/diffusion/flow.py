@@ -1,0 +1,73 @@
+"""Flow matching in the Wan convention (DESIGN.md §2).
+
+``x_σ = (1 - σ)·x0 + σ·ε``; the network predicts the velocity ``v = ε - x0``; its timestep input is
+``t = 1000·σ``; a shift ``s`` warps noise levels towards the noisy end: ``σ' = s·σ / (1 + (s - 1)·σ)``.
+Timesteps are per latent frame (``[B, T]``), so one clip may carry several noise levels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from s2dit.errors import ConfigError
+
+NUM_TRAIN_TIMESTEPS = 1000.0
+
+
+def shift_sigma(sigma: torch.Tensor, shift: float) -> torch.Tensor:
+    """``σ' = s·σ / (1 + (s - 1)·σ)``: identity for ``s = 1``; keeps 0 and 1 fixed."""
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``x_σ`` for latents ``[B, C, T, H, W]`` and per-frame ``sigma [B, T]``."""
+    s = sigma[:, None, :, None, None].to(x0.dtype)
+    return (1 - s) * x0 + s * noise
+
+
+def x0_from_velocity(x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The clean latent implied by a velocity: ``x0 = x_σ - σ·v``."""
+    return x - sigma[:, None, :, None, None].to(x.dtype) * v
+
+
+@dataclasses.dataclass
+class TimestepSampling:
+    """How training draws noise levels.
+
+    ``distribution``: ``uniform`` (σ ~ U(0, 1)) or ``logit_normal`` (σ = sigmoid(N(mean, std))), then
+    shifted by ``shift``. ``per_frame``: one level per latent frame (diffusion-forcing style) instead of one
+    per clip. Levels are clamped to ``[min_sigma, max_sigma]``.
+    """
+
+    distribution: str = "logit_normal"
+    shift: float = 1.0
+    mean: float = 0.0
+    std: float = 1.0
+    per_frame: bool = False
+    min_sigma: float = 0.0
+    max_sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.distribution not in ("uniform", "logit_normal"):
+            raise ConfigError(f"distribution: {self.distribution!r} must be 'uniform' or 'logit_normal'")
+        if self.shift <= 0 or self.std <= 0:
+            raise ConfigError("shift and std must be positive")
+        if not 0 <= self.min_sigma < self.max_sigma <= 1:
+            raise ConfigError("need 0 <= min_sigma < max_sigma <= 1")
+
+    def sample(self, batch: int, frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise levels ``σ [batch, frames]`` in [0, 1]."""
+        n = frames if self.per_frame else 1
+        if self.distribution == "uniform":
+            sigma = torch.rand(batch, n, generator=generator)
+        else:
+            sigma = torch.sigmoid(self.mean + self.std * torch.randn(batch, n, generator=generator))
+        sigma = shift_sigma(sigma, self.shift).clamp(self.min_sigma, self.max_sigma)
+        return sigma.expand(batch, frames).contiguous()
+
+
+def flow_matching_loss(prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the predicted velocity and the target ``ε - x0`` (float32)."""
+    return (prediction.float() - (noise.float() - x0.float())).square().mean()

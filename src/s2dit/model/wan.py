@@ -1,0 +1,121 @@
+"""The Wan teacher family behind our denoiser signature: diffusers' ``WanTransformer3DModel``.
+
+``WanDenoiser(x [B, C, T, H, W], t [B, T], text [B, L, D], text_mask [B, L]) -> v``, the same call as
+:class:`~s2dit.model.transformer.S2DiT`. One adapter serves the real Wan2.1/2.2 weights (a local diffusers
+folder) and our micro teacher (a small config of the same class, saved in the same format).
+
+Wan has no text mask: prompts are zero-padded (its convention), so masked tokens are zeroed here.
+Per-frame timesteps go in through diffusers' per-token path (Wan2.2 TI2V); a clip at one noise level
+uses the cheaper per-clip path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from s2dit.errors import ConfigError, S2DitError
+
+
+@dataclasses.dataclass
+class WanConfig:
+    """A ``WanTransformer3DModel`` architecture (Wan2.1-1.3B: layers 30, heads 12, head_dim 128,
+    ffn_dim 8960, text_dim 4096)."""
+
+    layers: int = 8
+    heads: int = 4
+    head_dim: int = 64
+    ffn_dim: int = 1024
+    text_dim: int = 384
+    in_channels: int = 16
+    freq_dim: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "heads", "head_dim", "ffn_dim", "text_dim", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"wan.{name}: must be at least 1")
+        if self.head_dim % 2 or self.head_dim < 6:
+            raise ConfigError(f"wan.head_dim: {self.head_dim} must be even and >= 6 (3D RoPE)")
+
+    @property
+    def width(self) -> int:
+        return self.heads * self.head_dim
+
+
+class WanDenoiser(nn.Module):
+    """See the module docstring."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    @classmethod
+    def from_config(cls, config: WanConfig) -> WanDenoiser:
+        from diffusers import WanTransformer3DModel
+
+        return cls(
+            WanTransformer3DModel(
+                num_attention_heads=config.heads,
+                attention_head_dim=config.head_dim,
+                in_channels=config.in_channels,
+                out_channels=config.in_channels,
+                text_dim=config.text_dim,
+                freq_dim=config.freq_dim,
+                ffn_dim=config.ffn_dim,
+                num_layers=config.layers,
+            )
+        )
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike, dtype: torch.dtype | None = None) -> WanDenoiser:
+        """A diffusers folder: the transformer's own (``config.json`` + weights) or a pipeline's
+        (``transformer/``)."""
+        from diffusers import WanTransformer3DModel
+
+        path = Path(path)
+        if (path / "transformer" / "config.json").is_file():
+            path = path / "transformer"
+        if not (path / "config.json").is_file():
+            raise S2DitError(
+                f"{path}: expected a diffusers WanTransformer3DModel folder (config.json and "
+                "diffusion_pytorch_model*.safetensors), or a Wan pipeline folder with transformer/"
+            )
+        model = WanTransformer3DModel.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
+        return cls(model)
+
+    def save(self, folder: str | os.PathLike) -> None:
+        self.transformer.save_pretrained(folder, safe_serialization=True)
+
+    @property
+    def text_dim(self) -> int:
+        return self.transformer.config.text_dim
+
+    def enable_activation_checkpointing(self) -> None:
+        self.transformer.enable_gradient_checkpointing()
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """FSDP2 shards each transformer block on its own, then the rest."""
+        return list(self.transformer.blocks)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor | None = None,
+        chunk_frames: int | None = None,
+    ) -> torch.Tensor:
+        """Velocity ``[B, C, T, H, W]``; ``t [B, T]`` in 0..1000 (one level per latent frame)."""
+        if chunk_frames is not None:
+            raise ValueError("the Wan teacher is bidirectional: chunk_frames must be None")
+        if text_mask is not None:
+            text = text * text_mask[..., None].to(text.dtype)
+        H, W = x.shape[3:]
+        # One timestep per clip when all frames share it; else one per token (frame-major, like the patches).
+        same = bool((t == t[:, :1]).all())
+        timestep = t[:, 0] if same else t.repeat_interleave((H // 2) * (W // 2), dim=1)
+        return self.transformer(x, timestep, text, return_dict=False)[0]

@@ -1,0 +1,98 @@
+"""Training checkpoints: everything a run needs to continue exactly where it stopped.
+
+One file per save, ``checkpoints/step-0000250.pt``, written by rank 0 through a temporary file + fsync +
+rename (a crash never leaves a half-written checkpoint under its final name); the newest
+``keep`` files are kept. It holds full (unsharded) state dicts keyed by parameter name, so a run may
+resume on another number of processes or switch between DDP and FSDP2:
+
+``model``, ``ema``, ``optimizer``, ``scheduler``, ``step``, ``samples_seen`` (the data position),
+``rng`` (torch, Python and NumPy generators) and the run ``config``.
+
+A damaged newest checkpoint (truncated by a full disk, a copy cut short) stops the resume with an error
+naming it and the intact previous one; nothing is deleted automatically.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
+
+from s2dit.atomic import atomic_path
+from s2dit.errors import S2DitError
+from s2dit.train.distributed import World
+
+PATTERN = re.compile(r"step-(\d{7})\.pt")
+
+
+def checkpoint_files(folder: Path) -> list[Path]:
+    """Checkpoints in ``folder``, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if PATTERN.fullmatch(p.name))
+
+
+def full_state(model: nn.Module, optimizer: torch.optim.Optimizer, world: World) -> tuple[dict, dict]:
+    """Unsharded model and optimiser state dicts (every rank must call; rank 0 receives them)."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=world.distributed)
+    model_state, optim_state = get_state_dict(model, optimizer, options=options)
+    if not world.distributed:
+        model_state = {k: v.detach().cpu().clone() for k, v in model_state.items()}
+    return model_state, optim_state
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def save(folder: Path, step: int, payload: dict, keep: int) -> Path:
+    """Write ``payload`` as the checkpoint of ``step`` (rank 0 only) and drop all but the newest ``keep``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    for old in checkpoint_files(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(folder: Path) -> dict | None:
+    """The newest checkpoint's payload, or None when there is none."""
+    files = checkpoint_files(folder)
+    if not files:
+        return None
+    try:
+        return torch.load(files[-1], map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated zip, a torn pickle: all mean the same to the user
+        previous = f"; the previous one, {files[-2]}, is intact" if len(files) > 1 else ""
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__
+        raise S2DitError(
+            f"checkpoint {files[-1]} is damaged ({why}){previous}. "
+            "Move the damaged file away to resume from the one before it."
+        ) from None
+
+
+def restore(model: nn.Module, optimizer: torch.optim.Optimizer, payload: dict, world: World) -> None:
+    """Load model and optimiser state from a checkpoint payload into the (wrapped) model."""
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=payload["model"],
+        optim_state_dict=payload["optimizer"],
+        options=StateDictOptions(full_state_dict=True),
+    )

@@ -1,0 +1,104 @@
+"""The training run config: ``s2dit train --config FILE [--set k=v ...]`` (dataclasses <- YAML)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from s2dit.diffusion.flow import TimestepSampling
+from s2dit.errors import ConfigError
+from s2dit.model.denoiser import DenoiserSpec
+
+
+@dataclasses.dataclass
+class DataConfig:
+    latents: str = "runs/micro_latents"  # a folder written by s2dit data encode
+    text_len: int = 64  # prompts are zero-padded (or cut) to this many tokens
+    holdout: int = 32  # the folder's last clips, kept out of training for evaluation
+
+    def __post_init__(self) -> None:
+        if self.text_len < 1 or self.holdout < 0:
+            raise ConfigError("data.text_len must be at least 1 and data.holdout non-negative")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    warmup_steps: int = 100  # linear warm-up from 0
+    schedule: str = "constant"  # after warm-up: "constant" or "cosine" (down to min_lr_ratio·lr)
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"optim.schedule: {self.schedule!r} must be 'constant' or 'cosine'")
+        if self.lr <= 0 or len(self.betas) != 2 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ConfigError("optim: lr > 0, two betas, warmup_steps >= 0 and grad_clip >= 0 are required")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    every: int = 1000  # steps between evaluations (also at the end); 0 disables
+    prompts: int = 8  # held-out prompts sampled per evaluation
+    steps: int = 50
+    cfg: float = 5.0  # classifier-free guidance scale g in u + g·(c - u)
+    shift: float = 3.0  # sampling schedule shift
+    sampler: str = "unipc"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.prompts < 1 or self.steps < 1:
+            raise ConfigError("eval: every >= 0, prompts >= 1 and steps >= 1 are required")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A training run. ``batch_size`` is global: split over processes and accumulation steps."""
+
+    out: str = "runs/train"
+    model: DenoiserSpec = dataclasses.field(default_factory=DenoiserSpec)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    timesteps: TimestepSampling = dataclasses.field(default_factory=TimestepSampling)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    vae: str = ""  # decoder for evaluation samples; default: the VAE that encoded data.latents
+    steps: int = 10000
+    batch_size: int = 8
+    grad_accum: int = 1
+    cfg_dropout: float = 0.1  # probability of training a sample on the empty prompt (for CFG)
+    chunk_frames: int = 0  # 0: bidirectional; c > 0: block-causal over chunks of c latent frames
+    ema_decay: float = 0.999
+    parallel: str = "ddp"  # "ddp" or "fsdp" (FSDP2 fully_shard) when launched on several processes
+    precision: str = "auto"  # "auto" (bf16 autocast on GPU, float32 on CPU), "float32" or "bfloat16"
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    activation_checkpointing: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "steps",
+            "batch_size",
+            "grad_accum",
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: {getattr(self, name)} must be at least 1")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            )
+        if not 0 <= self.cfg_dropout < 1 or not 0 <= self.ema_decay < 1 or self.chunk_frames < 0:
+            raise ConfigError("cfg_dropout and ema_decay must lie in [0, 1); chunk_frames must be >= 0")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ConfigError(f"parallel: {self.parallel!r} must be 'ddp' or 'fsdp'")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"precision: {self.precision!r} must be 'auto', 'float32' or 'bfloat16'")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device: {self.device!r} must be 'auto', 'cpu' or 'cuda'")

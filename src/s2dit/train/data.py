@@ -1,0 +1,83 @@
+"""Deterministic global batches over an encoded latent folder.
+
+The run reads one endless stream of sample *positions*: position ``p`` is clip ``perm_e[p mod N]`` of epoch
+``e = p div N``, where ``perm_e`` is a permutation seeded by ``(seed, e)``. Step ``k`` takes positions
+``k·B … k·B + B - 1`` (``B`` the global batch); each accumulation step and each rank takes its own
+contiguous slice. The data position of a checkpoint is therefore just ``step·B``, and the batches do not
+depend on the number of processes: the property the resume and DDP/FSDP parity tests rely on.
+
+Randomness per sample (noise, noise level, prompt dropout) comes from a generator seeded by
+``(seed, position)`` for the same reason.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from s2dit.data.encode import LatentShardDataset
+from s2dit.errors import S2DitError
+
+
+def pad_text(texts: list[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trimmed embeddings ``[L_i, D]`` -> zero-padded (or cut) ``[B, length, D]``, mask ``[B, length]``."""
+    D = texts[0].shape[-1]
+    out = torch.zeros(len(texts), length, D, dtype=texts[0].dtype)
+    mask = torch.zeros(len(texts), length, dtype=torch.bool)
+    for i, t in enumerate(texts):
+        n = min(length, t.shape[0])
+        out[i, :n], mask[i, :n] = t[:n], True
+    return out, mask
+
+
+def sample_generator(seed: int, position: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + position) % (2**63))
+
+
+class LatentBatches:
+    """Training (and held-out) clips of a latent folder, addressed by global sample position."""
+
+    def __init__(self, folder: str, text_len: int, holdout: int, seed: int):
+        self.dataset = LatentShardDataset(folder)
+        self.train_size = len(self.dataset) - holdout
+        if self.train_size < 1:
+            raise S2DitError(
+                f"{folder} has {len(self.dataset)} clips: too few to hold out {holdout} for evaluation"
+            )
+        self.holdout = list(range(self.train_size, len(self.dataset)))
+        self.text_len, self.seed = text_len, seed
+        self._perms: dict[int, list[int]] = {}
+
+    def index(self, position: int) -> int:
+        epoch, k = divmod(position, self.train_size)
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            self._perms = {epoch: torch.randperm(self.train_size, generator=g).tolist()}
+        return self._perms[epoch][k]
+
+    def clips(self, indices: list[int]) -> dict:
+        """Clips by dataset index: latents ``[b, C, T, H, W]``, text ``[b, text_len, D]``, mask, rows."""
+        items = [self.dataset[i] for i in indices]
+        text, mask = pad_text([it["text"] for it in items], self.text_len)
+        return {
+            "latents": torch.stack([it["latents"] for it in items]),
+            "text": text,
+            "mask": mask,
+            "rows": [{k: v for k, v in it.items() if k not in ("latents", "text")} for it in items],
+        }
+
+    def batch(self, positions: list[int]) -> dict:
+        out = self.clips([self.index(p) for p in positions])
+        out["positions"] = positions
+        return out
+
+    def null_text(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The empty prompt, padded like every prompt: ``[1, text_len, D]``, ``[1, text_len]``."""
+        return pad_text([self.dataset.null_text()], self.text_len)
+
+
+def rank_positions(step: int, micro: int, batch_size: int, accum: int, rank: int, world: int) -> list[int]:
+    """The positions rank ``rank`` reads at accumulation step ``micro`` of optimiser step ``step``."""
+    per_micro = batch_size // accum
+    per_rank = per_micro // world
+    start = step * batch_size + micro * per_micro + rank * per_rank
+    return list(range(start, start + per_rank))

@@ -1,0 +1,39 @@
+"""An exponential moving average of the trained parameters (on the same shards as the parameters)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of the whole value (FSDP2 parameters are sharded DTensors)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+class EMA:
+    """``ema ← decay·ema + (1 - decay)·θ`` after every optimiser step."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.names = [n for n, _ in model.named_parameters()]
+        self.params = [p.detach().clone() for _, p in model.named_parameters()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        current = [p.detach() for _, p in model.named_parameters()]
+        torch._foreach_lerp_(self.params, current, 1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Full tensors by parameter name (a collective under FSDP2: every rank must call)."""
+        return {n: _full(p).detach().cpu().clone() for n, p in zip(self.names, self.params, strict=True)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, p in zip(self.names, self.params, strict=True):
+            full = state[name].to(p.device, p.dtype)
+            if hasattr(p, "device_mesh"):
+                from torch.distributed.tensor import distribute_tensor
+
+                full = distribute_tensor(full, p.device_mesh, p.placements)
+            p.copy_(full)

@@ -1,0 +1,36 @@
+"""Training methods: each turns a batch into a loss. The trainer owns everything else (processes,
+precision, accumulation, clipping, EMA, checkpoints, logging), so KD and DMD plug in as new methods."""
+
+from __future__ import annotations
+
+import torch
+
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, TimestepSampling, add_noise, flow_matching_loss
+from s2dit.train.data import sample_generator
+
+
+class FlowMatching:
+    """Flow-matching pretraining (DESIGN.md §2): per-sample noise, noise levels (per frame if asked) and
+    prompt dropout drawn from generators seeded by the sample's position."""
+
+    def __init__(self, timesteps: TimestepSampling, cfg_dropout: float, seed: int, chunk_frames: int = 0):
+        self.timesteps, self.cfg_dropout, self.seed = timesteps, cfg_dropout, seed
+        self.chunk_frames = chunk_frames or None
+
+    def inputs(self, batch: dict, null: tuple[torch.Tensor, torch.Tensor]) -> dict:
+        """Noise, noise levels and dropped prompts for a batch (CPU tensors)."""
+        x0, text, mask = batch["latents"], batch["text"].clone(), batch["mask"].clone()
+        noise, sigma = torch.empty_like(x0), torch.empty(x0.shape[0], x0.shape[2])
+        for i, p in enumerate(batch["positions"]):
+            g = sample_generator(self.seed, p)
+            noise[i] = torch.randn(x0.shape[1:], generator=g, dtype=x0.dtype)
+            sigma[i] = self.timesteps.sample(1, x0.shape[2], g)[0]
+            if float(torch.rand((), generator=g)) < self.cfg_dropout:
+                text[i], mask[i] = null[0][0], null[1][0]
+        return {"x0": x0, "noise": noise, "sigma": sigma, "text": text, "mask": mask}
+
+    def loss(self, model, batch: dict, null, device: torch.device) -> tuple[torch.Tensor, dict]:
+        d = {k: v.to(device) for k, v in self.inputs(batch, null).items()}
+        x = add_noise(d["x0"], d["noise"], d["sigma"])
+        v = model(x, d["sigma"] * NUM_TRAIN_TIMESTEPS, d["text"], d["mask"], chunk_frames=self.chunk_frames)
+        return flow_matching_loss(v, d["x0"], d["noise"]), {}

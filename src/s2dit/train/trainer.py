@@ -1,0 +1,294 @@
+"""The trainer: ``s2dit train --config FILE`` (one process, or many under torchrun).
+
+Every method (flow-matching pretraining here; KD and DMD later) supplies ``loss(model, batch, null,
+device)``; the trainer does the rest: DDP / FSDP2, bf16 autocast on GPUs, gradient accumulation and
+clipping, EMA, the learning-rate schedule, logging, atomic checkpoints with exact resume, periodic
+evaluation, and the exported model (EMA weights) in ``out/model``.
+
+Run folder::
+
+    config.yaml          the resolved TrainConfig (a rerun with other settings is refused)
+    checkpoints/         step-NNNNNNN.pt, the newest keep_checkpoints of them
+    model/               the EMA denoiser (load with s2dit generate --checkpoint RUN) + pipeline.yaml
+    train_log.jsonl      one row per log_every steps (loss, grad_norm, lr, samples/s, tokens/s, eval)
+    tensorboard/         the same scalars for TensorBoard
+    samples/step-N/      evaluation videos, contact_sheet.png, prompts.jsonl, scores.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import yaml
+
+from s2dit.config import describe_changes, from_dict, save_config
+from s2dit.errors import S2DitError
+from s2dit.model.denoiser import build_denoiser, resolve_spec, same_architecture, save_denoiser
+from s2dit.train import checkpoint
+from s2dit.train.config import TrainConfig
+from s2dit.train.data import LatentBatches, rank_positions
+from s2dit.train.distributed import World, no_sync, setup, unwrap, wrap
+from s2dit.train.ema import EMA
+from s2dit.train.log import MetricLog
+from s2dit.train.methods import FlowMatching
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then constant or cosine decay to ``min_lr_ratio``."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps))
+    return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.precision == "bfloat16" or (cfg.precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def check_run_folder(cfg: TrainConfig) -> None:
+    """Refuse to continue a run folder made with other settings (its location may change)."""
+    saved = Path(cfg.out) / "config.yaml"
+    if saved.is_file() and checkpoint.checkpoint_files(Path(cfg.out) / "checkpoints"):
+        old = dataclasses.replace(
+            from_dict(TrainConfig, yaml.safe_load(saved.read_text()) or {}), out=cfg.out
+        )
+        if old != cfg:
+            raise S2DitError(f"{cfg.out} holds a run with other settings ({describe_changes(old, cfg)})")
+
+
+def latent_source(folder: str) -> dict:
+    """What encoded a latent folder: its VAE, text encoder and video spec (from its config.yaml)."""
+    path = Path(folder) / "config.yaml"
+    return yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+
+
+class Trainer:
+    """One training run; see the module docstring. ``method`` defaults to flow matching."""
+
+    def __init__(self, cfg: TrainConfig, method=None, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.world: World = setup(cfg.device)
+        self.out = Path(cfg.out)
+        check_run_folder(cfg)
+        per_rank = cfg.grad_accum * self.world.size
+        if cfg.batch_size % per_rank:
+            raise S2DitError(
+                f"batch_size {cfg.batch_size} does not split over {self.world.size} processes × "
+                f"{cfg.grad_accum} accumulation steps"
+            )
+        self.data = LatentBatches(cfg.data.latents, cfg.data.text_len, cfg.data.holdout, cfg.seed)
+        self.source = latent_source(cfg.data.latents)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        self.spec = resolve_spec(cfg.model)
+        model = build_denoiser(self.spec).to(self.world.device)
+        if cfg.activation_checkpointing:
+            model.enable_activation_checkpointing()
+        self.model = wrap(model, self.world, cfg.parallel)
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.ema = EMA(unwrap(self.model), cfg.ema_decay)
+        self.method = method or FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames)
+        self.step = 0
+        payload = checkpoint.load_latest(self.out / "checkpoints")
+        if payload is not None:
+            checkpoint.restore(self.model, self.optimizer, payload, self.world)
+            self.scheduler.load_state_dict(payload["scheduler"])
+            self.ema.load_state_dict(payload["ema"])
+            checkpoint.set_rng_state(payload["rng"])
+            self.step = payload["step"]
+        if self.world.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        self.null = self.data.null_text()
+        self._vae = None
+
+    # -------------------------------------------------------------------------------------------
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimiser step over the global batch; returns (mean loss, gradient norm before clipping)."""
+        cfg, world = self.cfg, self.world
+        self.model.train()
+        total = torch.zeros((), device=world.device)
+        for micro in range(cfg.grad_accum):
+            positions = rank_positions(
+                self.step, micro, cfg.batch_size, cfg.grad_accum, world.rank, world.size
+            )
+            batch = self.data.batch(positions)
+            with no_sync(self.model, micro == cfg.grad_accum - 1):
+                with autocast(cfg, world.device):
+                    loss, _ = self.method.loss(self.model, batch, self.null, world.device)
+                (loss / cfg.grad_accum).backward()
+            total += loss.detach() / cfg.grad_accum
+        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(unwrap(self.model))
+        self.step += 1
+        return float(world.mean(total)), float(norm)
+
+    def run(self, max_steps: int | None = None) -> dict:
+        """Train to ``cfg.steps`` (or stop after ``max_steps`` total steps; rerun to resume)."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
+        log = MetricLog(self.out, self.step, self.world.is_main)
+        shape = self.data.dataset[0]["latents"].shape
+        tokens = shape[1] * (shape[2] // 2) * (shape[3] // 2)
+        bar = tqdm(
+            total=end,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not (self.progress and self.world.is_main),
+        )
+        window: list[tuple[float, float]] = []
+        row: dict = {"step": self.step}
+        tick = time.perf_counter()
+        try:
+            while self.step < end:
+                window.append(self.train_step())
+                bar.update()
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    seconds = time.perf_counter() - tick
+                    losses, norms = zip(*window, strict=True)
+                    samples = len(window) * cfg.batch_size
+                    row = {
+                        "step": self.step,
+                        "loss": sum(losses) / len(losses),
+                        "grad_norm": sum(norms) / len(norms),
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "samples_per_s": samples / seconds,
+                        "tokens_per_s": samples * tokens / seconds,
+                    }
+                    log.write(row)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}")
+                    window.clear()
+                    tick = time.perf_counter()
+                evaluate = cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps)
+                if self.step % cfg.checkpoint_every == 0 or self.step == end or evaluate:
+                    ema_state = self.save()
+                    if evaluate:
+                        scores = self.evaluate(ema_state)
+                        if scores is not None:
+                            row = {"step": self.step, "eval_micro_score": scores["overall"]}
+                            log.write(row)
+                    tick = time.perf_counter()
+        finally:
+            bar.close()
+            log.close()
+        return row
+
+    # -------------------------------------------------------------------------------------------
+
+    def save(self) -> dict | None:
+        """Checkpoint (rank 0 writes; every rank gathers) and export the EMA denoiser to ``out/model``.
+        Returns the full EMA state dict on rank 0."""
+        model_state, optim_state = checkpoint.full_state(self.model, self.optimizer, self.world)
+        ema_state = self.ema.state_dict()
+        if self.world.is_main:
+            payload = {
+                "model": model_state,
+                "ema": ema_state,
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "samples_seen": self.step * self.cfg.batch_size,
+                "rng": checkpoint.rng_state(),
+                "config": dataclasses.asdict(self.cfg),
+            }
+            checkpoint.save(self.out / "checkpoints", self.step, payload, self.cfg.keep_checkpoints)
+            exported = {**model_state, **ema_state}
+            save_denoiser(unwrap(self.model), self.out / "model", exported)
+            save_config(self.pipeline(), self.out / "model" / "pipeline.yaml")
+        self.world.barrier()
+        return {**model_state, **ema_state} if self.world.is_main else None
+
+    def pipeline(self):
+        """What generation needs besides the weights: text encoder, VAE, latent shape, sampling defaults."""
+        from s2dit.diffusion.pipeline import PipelineInfo
+
+        shape = list(self.data.dataset[0]["latents"].shape)
+        video = self.source.get("video", {})
+        return PipelineInfo(
+            text=self.source.get("text", "minilm"),
+            text_len=self.cfg.data.text_len,
+            vae=self.vae_path(),
+            latent_shape=shape,
+            fps=float(video.get("fps", 16.0)),
+            steps=self.cfg.eval.steps,
+            cfg=self.cfg.eval.cfg,
+            shift=self.cfg.eval.shift,
+            sampler=self.cfg.eval.sampler,
+        )
+
+    def vae_path(self) -> str:
+        return self.cfg.vae or str(self.source.get("vae", ""))
+
+    def evaluate(self, state: dict | None) -> dict | None:
+        """Sample held-out prompts with the EMA weights (rank 0), decode and score them."""
+        scores = None
+        if self.world.is_main:
+            from s2dit.diffusion.sampling import Condition
+            from s2dit.train.evaluate import generate_latents, write_samples
+
+            e = self.cfg.eval
+            model = same_architecture(unwrap(self.model))
+            model.load_state_dict(state)
+            model.to(self.world.device).eval()
+            indices = (self.data.holdout or list(range(self.data.train_size)))[: e.prompts]
+            clips = self.data.clips(indices)
+            B = len(indices)
+            dev = self.world.device
+            cond = Condition(clips["text"].to(dev), clips["mask"].to(dev))
+            uncond = Condition(self.null[0].expand(B, -1, -1).to(dev), self.null[1].expand(B, -1).to(dev))
+            with autocast(self.cfg, dev):
+                latents = generate_latents(
+                    model,
+                    cond,
+                    uncond,
+                    tuple(clips["latents"].shape[1:]),
+                    steps=e.steps,
+                    cfg=e.cfg,
+                    shift=e.shift,
+                    sampler=e.sampler,
+                    seeds=[e.seed + i for i in range(B)],
+                )
+            folder = self.out / "samples" / f"step-{self.step:07d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(latents.float().cpu(), folder / "latents.pt")
+            vae = self.load_vae()
+            if vae is not None:
+                pixels = vae.decode(latents.float().cpu())
+                captions = [r.get("caption", "") for r in clips["rows"]]
+                scores = write_samples(folder, pixels, captions, clips["rows"], self.pipeline().fps)
+        self.world.barrier()
+        return scores
+
+    def load_vae(self):
+        if self._vae is None and self.vae_path():
+            from s2dit.data.encode import load_vae
+
+            self._vae = load_vae(self.vae_path())
+        return self._vae
+
+
+def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
+    """Train (or resume) a run; returns the last logged row."""
+    return Trainer(cfg, progress=progress).run(max_steps)
