@@ -42,8 +42,11 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"info\s+Print parameters and FLOPs", s2dit("model", "--help").stdout)
     assert re.search(r"blocks\s+Time one block of each kind", s2dit("bench", "--help").stdout)
     assert re.search(r"vae\s+Train the tiny autoencoder", s2dit("train", "--help").stdout)
+    assert re.search(r"generate\s+Generate a video bidirectionally", top)
+    assert re.search(r"train\s+Training throughput per preset", s2dit("bench", "--help").stdout)
     expected = (
-        "bench blocks, data encode, data inspect, data micro, eval micro, eval vae, model info, train vae"
+        "bench blocks, bench train, data encode, data inspect, data micro, eval micro, eval vae, generate, "
+        "model info, train vae"
     )
     assert sorted(_commands(app)) == expected.split(", ")
 
@@ -103,6 +106,11 @@ def test_make_inspect_and_score_a_world(tmp_path):
         (["model", "info", "--size", "250x144"], "--size: 250 is not a positive multiple of 16"),
         (["model", "info", "--frames", "30"], "frames: 30 is not of the form 4k+1"),
         (["eval", "micro", "--videos", "nowhere", "--prompts", "p.txt"], "videos folder not found"),
+        (["train", "--set", "steps=3"], "s2dit train needs --config FILE"),
+        (["train", "--config", "missing.yaml"], "config file not found"),
+        (["generate", "a red circle", "--checkpoint", "nowhere"], "does not exist"),
+        (["bench", "train", "--preset", "huge"], "unknown preset 'huge'"),
+        (["bench", "train", "--dtype", "int8"], "--dtype 'int8'"),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
@@ -125,7 +133,9 @@ def test_core_modules_import_without_video_or_text_packages():
     """The model, benchmarks and CLI run on lean machines: no PyAV, Pillow, scipy or diffusers at import."""
     code = (
         "import sys; import s2dit.cli, s2dit.model.transformer, s2dit.model.flops, s2dit.eval.bench_blocks, "
-        "s2dit.model.init, s2dit.config, s2dit.latent.text, s2dit.latent.wan_vae, s2dit.latent.tiny_ae; "
+        "s2dit.model.init, s2dit.config, s2dit.latent.text, s2dit.latent.wan_vae, s2dit.latent.tiny_ae, "
+        "s2dit.train.trainer, s2dit.diffusion.sampling, s2dit.diffusion.pipeline, s2dit.eval.bench_train, "
+        "s2dit.model.denoiser; "
         "print(sorted(m for m in ('av', 'PIL', 'scipy', 'diffusers', 'transformers') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -296,6 +296,77 @@ def bench_blocks(
         console.print(f"latency table: {json_out}")
 
 
+@bench_app.command("train")
+def bench_train(
+    preset_: list[str] = typer.Option(
+        ["micro"], "--preset", help="Preset(s) to time, repeatable: micro, mobile."
+    ),
+    size: str = typer.Option("256x144", help="Video size WxH (multiples of 16)."),
+    frames: int = typer.Option(3, help="Latent frames per clip."),
+    batch: int = typer.Option(2, help="Clips per step."),
+    steps: int = typer.Option(5, help="Timed optimiser steps (after warm-up)."),
+    warmup: int = typer.Option(2, help="Untimed steps first."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("float32", help="float32, or bfloat16 (autocast)."),
+    checkpointing: bool = typer.Option(False, help="Activation checkpointing."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+) -> None:
+    """Training throughput per preset: samples/s, tokens/s, FLOP/s and MFU against a measured matmul peak."""
+    from s2dit.atomic import write_text_atomic
+    from s2dit.config import parse_size
+    from s2dit.eval.bench_train import run_bench
+    from s2dit.model.config import PRESETS
+
+    bad = [p for p in preset_ if p not in PRESETS]
+    if bad:
+        raise S2DitError(f"unknown preset {bad[0]!r} (choose from {', '.join(PRESETS)})")
+    if min(frames, batch, steps) < 1 or warmup < 0:
+        raise S2DitError("--frames, --batch and --steps must be at least 1, --warmup at least 0")
+    if dtype not in ("float32", "bfloat16"):
+        raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
+    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
+        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+    report = run_bench(
+        list(preset_),
+        parse_size(size),
+        frames,
+        batch,
+        steps,
+        warmup,
+        device,
+        dtype,
+        checkpointing=checkpointing,
+    )
+    title = (
+        f"training throughput, {report['device']} ({report['threads']} threads), {dtype}, {size}, "
+        f"{frames} latent frames, batch {batch}; matmul peak {report['matmul_peak_flops'] / 1e12:.3g} TFLOP/s"
+    )
+    rows = [
+        (
+            r["preset"],
+            f"{r['parameters'] / 1e6:.1f}M",
+            f"{r['step_ms']:.0f}",
+            f"{r['samples_per_s']:.3g}",
+            f"{r['tokens_per_s']:.4g}",
+            f"{r['achieved_flops'] / 1e12:.3g}",
+            f"{100 * r['mfu']:.1f}%",
+            "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}",
+        )
+        for r in report["results"]
+    ]
+    cols = ("preset", "params", "step ms", "samples/s", "tokens/s", "TFLOP/s", "MFU", "peak MB")
+    console.print(_table(title, cols, rows))
+    if json_out:
+        write_text_atomic(json_out, json.dumps(report, indent=1))
+        console.print(f"results: {json_out}")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 # ---------------------------------------------------------------------------------------------------
 # s2dit train ...
 # ---------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ def latents(micro_world, tmp_path_factory):
     save_tiny_ae(TinyAutoencoder(TinyAEConfig(widths=[4, 8, 8, 8])), vae)
     out = tmp_path_factory.mktemp("train_latents")
     spec = VideoSpec(width=64, height=48, frames=9, fps=8.0)
-    cfg = EncodeConfig(videos=str(micro_world), out=str(out), vae=str(vae), video=spec, shard_size=8,
-                       text_max_length=32)
+    cfg = EncodeConfig(
+        videos=str(micro_world), out=str(out), vae=str(vae), video=spec, shard_size=8, text_max_length=32
+    )
     encode_folder(cfg, progress=False)
     return out
-

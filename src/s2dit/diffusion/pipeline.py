@@ -64,6 +64,8 @@ def generate(req: GenerateRequest, progress: bool = True) -> dict:
     from s2dit.train.evaluate import generate_latents
     from s2dit.videoio import contact_sheet, pixels_to_uint8, write_video
 
+    if not Path(req.checkpoint).exists():
+        raise S2DitError(f"--checkpoint {req.checkpoint} does not exist")
     info = read_pipeline(req.checkpoint)
     steps, cfg = req.steps or info.steps, info.cfg if req.cfg is None else req.cfg
     shift, sampler = req.shift or info.shift, req.sampler or info.sampler

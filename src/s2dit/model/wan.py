@@ -12,6 +12,7 @@ uses the cheaper per-clip path.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -84,8 +85,24 @@ class WanDenoiser(nn.Module):
                 f"{path}: expected a diffusers WanTransformer3DModel folder (config.json and "
                 "diffusion_pytorch_model*.safetensors), or a Wan pipeline folder with transformer/"
             )
-        model = WanTransformer3DModel.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
-        return cls(model)
+        # Built from its config and filled from the safetensors files directly (diffusers' from_pretrained
+        # wants accelerate for this class); sharded checkpoints (the real 1.3B/14B) come with an index.
+        from safetensors.torch import load_file
+
+        model = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(path))
+        index = path / "diffusion_pytorch_model.safetensors.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        else:
+            files = ["diffusion_pytorch_model.safetensors"]
+        missing = [f for f in files if not (path / f).is_file()]
+        if missing:
+            raise S2DitError(f"{path} is missing {', '.join(missing)} (the transformer's weights)")
+        state = {}
+        for f in files:
+            state.update(load_file(path / f))
+        model.load_state_dict(state)
+        return cls(model if dtype is None else model.to(dtype))
 
     def save(self, folder: str | os.PathLike) -> None:
         self.transformer.save_pretrained(folder, safe_serialization=True)

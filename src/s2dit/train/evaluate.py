@@ -48,8 +48,13 @@ def write_samples(
 ) -> dict | None:
     """Videos, a contact sheet and (for micro-world prompts) scores of decoded ``pixels [B, 3, F, H, W]``."""
     from s2dit.data.micro.captions import parse_caption
-    from s2dit.eval.micro_metrics import accuracy_of, overall_score, score_clip
     from s2dit.videoio import contact_sheet, pixels_to_uint8, write_video
+
+    try:
+        from s2dit.eval.micro_metrics import accuracy_of, overall_score, score_clip
+    except ImportError as e:  # scipy missing (a lean GPU box): samples are written, not scored
+        warnings.warn(f"micro-world scoring unavailable ({e})", stacklevel=2)
+        score_clip = None
 
     folder.mkdir(parents=True, exist_ok=True)
     clips = [pixels_to_uint8(p) for p in pixels]
@@ -63,7 +68,7 @@ def write_samples(
     for i, (clip, caption, row) in enumerate(zip(clips, captions, rows, strict=True)):
         objects = row.get("objects") or parse_caption(caption)["objects"]
         prompt_rows.append({"caption": caption, "objects": objects, "video": f"{i:03d}.mp4"})
-        if objects:
+        if objects and score_clip is not None:
             results.append(score_clip(clip, objects))
     write_text_atomic(folder / "prompts.jsonl", "".join(json.dumps(r) + "\n" for r in prompt_rows))
     try:

@@ -55,13 +55,16 @@ def autocast(cfg: TrainConfig, device: torch.device):
     return nullcontext()
 
 
+# Settings a resumed run may change: where it lives, how long it runs, and how often it reports.
+RESUMABLE_CHANGES = ("out", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval", "vae")
+
+
 def check_run_folder(cfg: TrainConfig) -> None:
-    """Refuse to continue a run folder made with other settings (its location may change)."""
+    """Refuse to continue a run folder made with other settings (except :data:`RESUMABLE_CHANGES`)."""
     saved = Path(cfg.out) / "config.yaml"
     if saved.is_file() and checkpoint.checkpoint_files(Path(cfg.out) / "checkpoints"):
-        old = dataclasses.replace(
-            from_dict(TrainConfig, yaml.safe_load(saved.read_text()) or {}), out=cfg.out
-        )
+        old = from_dict(TrainConfig, yaml.safe_load(saved.read_text()) or {})
+        old = dataclasses.replace(old, **{k: getattr(cfg, k) for k in RESUMABLE_CHANGES})
         if old != cfg:
             raise S2DitError(f"{cfg.out} holds a run with other settings ({describe_changes(old, cfg)})")
 

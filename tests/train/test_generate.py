@@ -1,0 +1,70 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from train_fixtures import tiny_config
+
+from s2dit.diffusion.pipeline import GenerateRequest, generate, read_pipeline
+from s2dit.errors import S2DitError
+from s2dit.train.trainer import train
+from s2dit.videoio import read_video
+
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def run(latents, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "run"
+    train(tiny_config(latents, out, steps=2), progress=False)
+    return out
+
+
+def test_the_run_records_what_generation_needs(run, latents):
+    info = read_pipeline(run)
+    assert info.latent_shape == [16, 3, 6, 8] and info.text == "minilm" and info.text_len == 32
+    assert info.vae and os.path.isdir(info.vae) and info.fps == 8.0
+
+
+def test_generate_writes_a_video_and_a_contact_sheet(run, tmp_path):
+    out = tmp_path / "clip.mp4"
+    cmd = [
+        f"{BIN}/s2dit",
+        "generate",
+        "a small red circle moving left",
+        "--checkpoint",
+        str(run),
+        "--steps",
+        "2",
+        "--cfg",
+        "3",
+        "-o",
+        str(out),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    frames, _ = read_video(out)
+    assert frames.shape == (9, 48, 64, 3)
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_generation_is_seeded(run, tmp_path):
+    def frames(seed, name):
+        generate(
+            GenerateRequest("a blue square", str(run), str(tmp_path / name), steps=2, seed=seed),
+            progress=False,
+        )
+        return read_video(tmp_path / name)[0]
+
+    a, b, c = frames(1, "a.mp4"), frames(1, "b.mp4"), frames(2, "c.mp4")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_bad_requests_are_clear_errors(run, tmp_path):
+    with pytest.raises(S2DitError, match="sampler 'ddim'"):
+        generate(GenerateRequest("a red circle", str(run), str(tmp_path / "x.mp4"), sampler="ddim"))
+    with pytest.raises(S2DitError, match="prompt is empty"):
+        generate(GenerateRequest("  ", str(run), str(tmp_path / "x.mp4")))
+    with pytest.raises(S2DitError, match="not a denoiser folder"):
+        generate(GenerateRequest("a red circle", str(tmp_path), str(tmp_path / "x.mp4"), vae=str(run)))
