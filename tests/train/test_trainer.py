@@ -159,3 +159,26 @@ def test_two_processes_match_one_with_the_same_global_batch(latents, tmp_path, p
     a = load_denoiser(tmp_path / "run1").state_dict()
     b = load_denoiser(tmp_path / "run2").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@pytest.mark.parametrize("kind", ["s2dit", "wan"])
+def test_activation_checkpointing_changes_memory_not_results(latents, tmp_path, kind):
+    runs = {}
+    for ac in (False, True):
+        cfg = tiny_config(latents, tmp_path / f"ac{ac}", kind, steps=2, activation_checkpointing=ac)
+        train(cfg, progress=False)
+        runs[ac] = read_log(tmp_path / f"ac{ac}")
+    for a, b in zip(runs[False], runs[True], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+
+
+def test_the_exported_model_holds_the_ema_weights(latents, tmp_path):
+    cfg = tiny_config(latents, tmp_path / "run", steps=3, ema_decay=0.5)
+    trainer = Trainer(cfg, progress=False)
+    trainer.run()
+    exported = load_denoiser(tmp_path / "run").state_dict()
+    live = dict(trainer.model.named_parameters())
+    ema = trainer.ema.state_dict()
+    assert all(torch.equal(exported[k], ema[k]) for k in ema)
+    assert any(not torch.equal(ema[k], live[k].detach()) for k in ema)  # the average lags the weights

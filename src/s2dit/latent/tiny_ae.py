@@ -133,10 +133,13 @@ class TinyAutoencoder(nn.Module):
         """Normalised latents ``[B, C, T, h, w]`` -> pixels ``[B, 3, 1 + 4(T-1), 8h, 8w]`` in [-1, 1]."""
         return self.decode_frames(latents, None, first=True)[0]
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: ``(reconstruction, posterior mean, posterior logvar)`` with a sampled latent."""
+    def forward(
+        self, pixels: torch.Tensor, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: ``(reconstruction, posterior mean, posterior logvar)``, decoding a sampled latent
+        (``sample``) or the posterior mean."""
         mean, logvar = self.posterior(pixels)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
         return self.decode((z - self.mean) / self.std), mean, logvar
 
     def streaming_decoder(self) -> TinyStreamingDecoder:

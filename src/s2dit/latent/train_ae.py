@@ -1,6 +1,11 @@
 """``s2dit train vae``: train the tiny autoencoder on a clip folder (the micro world's VAE).
 
-Loss: L1 reconstruction + ``kl_weight`` × KL(posterior ‖ N(0, 1)). Every step draws its clips from a
+Loss: object-weighted L1 reconstruction + ``kl_weight`` × KL(posterior ‖ N(0, 1)). Each pixel's L1 is
+weighted by ``1 + object_weight × (its largest channel distance from the clip's median colour)``, normalised
+to mean 1: in the micro world the median is the background, and small saturated objects would otherwise
+count for a few percent of the loss. With a plain L1 the autoencoder learned edges and brightness but
+decoded every object grey (no colour detected in the reconstructions after 1,500 steps); weighted, the
+reconstructions keep their colours. Every step draws its clips from a
 generator seeded by ``(seed, step)``, so a resumed run sees exactly the clips an uninterrupted one would.
 The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoint.pt``
 (model, optimiser, step; written atomically, resumed automatically) and, at the end, the model:
@@ -38,6 +43,8 @@ class AETrainConfig:
     lr: float = 1e-3
     steps: int = 4000
     kl_weight: float = 1e-4
+    object_weight: float = 10.0  # extra L1 weight on pixels far from the clip's median colour
+    sample_posterior: bool = True  # decode a sampled latent in training (False: the posterior mean)
     log_every: int = 25
     checkpoint_every: int = 250
     stats_clips: int = 32  # clips used to measure the latent mean/std at the end
@@ -56,13 +63,23 @@ class AETrainConfig:
             raise ConfigError(
                 f"crop: {self.crop} must be [width, height], multiples of 8 within the video size"
             )
-        if self.lr <= 0 or self.kl_weight < 0:
-            raise ConfigError("lr must be positive and kl_weight non-negative")
+        if self.lr <= 0 or self.kl_weight < 0 or self.object_weight < 0:
+            raise ConfigError("lr must be positive, kl_weight and object_weight non-negative")
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean KL(N(mean, exp(logvar)) ‖ N(0, 1)) per latent element."""
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+
+
+def weighted_l1(recon: torch.Tensor, pixels: torch.Tensor, object_weight: float) -> torch.Tensor:
+    """L1 with pixels weighted by their distance from the clip's median colour (mean weight 1)."""
+    err = (recon - pixels).abs()
+    if object_weight == 0:
+        return err.mean()
+    median = pixels.flatten(2).median(-1).values[..., None, None, None]  # (B, 3, 1, 1, 1)
+    weight = 1 + object_weight * (pixels - median).abs().amax(1, keepdim=True)
+    return (err * weight).mean() / weight.mean()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -159,8 +176,8 @@ def train_tiny_ae(cfg: AETrainConfig, max_steps: int | None = None, progress: bo
     with open(out / "train_log.jsonl", "a") as log:
         while step < end:
             pixels = _batch(dataset, cfg, step)
-            recon, mean, logvar = model(pixels)
-            rec = (recon - pixels).abs().mean()
+            recon, mean, logvar = model(pixels, sample=cfg.sample_posterior)
+            rec = weighted_l1(recon, pixels, cfg.object_weight)
             kl = kl_divergence(mean, logvar)
             loss = rec + cfg.kl_weight * kl
             optimizer.zero_grad(set_to_none=True)
