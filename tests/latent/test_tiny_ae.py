@@ -130,8 +130,33 @@ def test_portrait_and_landscape_shapes():
 
 def test_a_short_training_run_lowers_the_loss(tmp_path, micro_world):
     out = tmp_path / "run"
-    log = run_train(out, micro_world, "--set", "steps=40", "--set", "lr=0.003", "--set", "log_every=10")
+    log = run_train(
+        out,
+        micro_world,
+        "--set",
+        "steps=40",
+        "--set",
+        "lr=0.003",
+        "--set",
+        "log_every=10",
+        "--set",
+        "object_weight=0",
+    )
     assert log[-1]["l1"] < 0.8 * log[0]["l1"], log
+
+
+def test_the_weighted_l1_counts_object_pixels_more():
+    from s2dit.latent.train_ae import weighted_l1
+
+    pixels = torch.full((1, 3, 1, 8, 8), 0.5)
+    pixels[..., :2, :2] = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1, 1)  # a red object on grey
+    off_object, on_object = pixels.clone(), pixels.clone()
+    off_object[..., 6, 6] += 0.1
+    on_object[..., 0, 0] += 0.1
+    assert weighted_l1(off_object, pixels, 0.0) == pytest.approx(weighted_l1(on_object, pixels, 0.0))
+    assert weighted_l1(on_object, pixels, 10.0) > 5 * weighted_l1(off_object, pixels, 10.0)
+    uniform = torch.zeros(1, 3, 1, 8, 8)
+    assert weighted_l1(uniform + 0.2, uniform, 10.0) == pytest.approx(0.2)  # weights average to 1
 
 
 def test_eval_vae_reports_quality_and_speed(tmp_path, micro_world):
