@@ -361,6 +361,71 @@ def bench_train(
         console.print(f"results: {json_out}")
 
 
+@bench_app.command("stream")
+def bench_stream(
+    preset: str = typer.Option("micro", help="Preset to time: micro or mobile."),
+    size: str = typer.Option("256x144", help="Video size WxH (multiples of 16)."),
+    chunks: int = typer.Option(100, help="Chunks streamed per model."),
+    steps: int = typer.Option(4, help="Denoising steps per chunk (+ one commit pass)."),
+    chunk: int = typer.Option(3, help="Latent frames per chunk."),
+    window: int = typer.Option(6, help="Chunks kept in the softmax-attention window (both models)."),
+    sink: int = typer.Option(1, help="Sink chunks (both models)."),
+    vae: Path | None = typer.Option(None, help="Decoder folder (default: an untrained tiny autoencoder)."),
+    full_history: bool = typer.Option(True, help="Also time an all-F model that keeps every chunk."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("float32", help="float32, or bfloat16 (autocast)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
+) -> None:
+    """Streaming FPS, first-chunk and per-chunk latency, memory: S2DiT vs the same-width all-F model."""
+    from s2dit.atomic import write_text_atomic
+    from s2dit.config import parse_size
+    from s2dit.diffusion.streaming import StreamSettings
+    from s2dit.eval.bench_stream import run_bench
+    from s2dit.model.config import PRESETS
+
+    if preset not in PRESETS:
+        raise S2DitError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    if min(chunks, steps, chunk, window) < 1 or sink < 0:
+        raise S2DitError("--chunks, --steps, --chunk and --window must be at least 1, --sink at least 0")
+    if dtype not in ("float32", "bfloat16"):
+        raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
+    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
+        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+    settings = StreamSettings(steps=steps, chunk_frames=chunk, window_chunks=window, sink_chunks=sink)
+    report = run_bench(
+        preset, parse_size(size), chunks, settings, device, dtype, str(vae) if vae else None, full_history
+    )
+    title = (
+        f"streaming, {report['device']} ({report['threads']} threads), {dtype}, {size}, preset {preset}, "
+        f"{steps} steps + commit, chunk {chunk} latent frames ({4 * chunk} video frames), "
+        f"window {window} + sink {sink}, {chunks} chunks; decoder: {report['decoder']}"
+    )
+    marks = list(report["results"][0]["chunk_latency_s"])
+    rows = []
+    for r in report["results"]:
+        lat = [r["chunk_latency_s"].get(m) for m in marks]
+        rows.append(
+            (
+                r["model"],
+                f"{r['parameters'] / 1e6:.1f}M",
+                "-" if r["first_chunk_latency_s"] is None else f"{r['first_chunk_latency_s'] * 1000:.0f}",
+                f"{r['denoise_fps']:.1f}",
+                f"{r['end_to_end_fps']:.1f}",
+                *("-" if v is None else f"{v * 1000:.0f}" for v in lat),
+                f"{r['state_mb']:.1f}",
+                f"{r['peak_memory_mb']:.0f}",
+            )
+        )
+    cols = ("model", "params", "first chunk ms", "denoise FPS", "end-to-end FPS")
+    cols += (*(f"chunk {m} ms" for m in marks), "state MB", "peak MB")
+    Console(width=max(console.width, 150)).print(_table(title, cols, rows))
+    for name, ratio in report["ratios"].items():
+        console.print(f"s2dit vs {name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))
+    if json_out:
+        write_text_atomic(json_out, json.dumps(report, indent=1))
+        console.print(f"results: {json_out}")
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -441,6 +506,82 @@ def generate(
     )
     done = run(request)
     console.print(f"wrote {done['video']} ({done['frames']} frames) and {done['contact_sheet']}")
+
+
+def _stream_parts(checkpoint, random_weights, preset, size, vae, device, chunk, window, sink, steps, shift):
+    """The model, decoder and text encoder of ``s2dit stream`` / ``s2dit serve``."""
+    import dataclasses
+
+    from s2dit.config import parse_size
+    from s2dit.diffusion.stream_pipeline import load_stream_model
+
+    if (checkpoint is None) == (not random_weights):
+        raise S2DitError("pass --checkpoint PATH, or --random-weights to benchmark an untrained preset")
+    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
+        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+    parts = load_stream_model(
+        str(checkpoint) if checkpoint else None,
+        vae=str(vae) if vae else None,
+        preset=preset,
+        size=parse_size(size),
+        device=device,
+    )
+    overrides = {"chunk_frames": chunk, "window_chunks": window, "sink_chunks": sink, "steps": steps}
+    overrides["shift"] = shift
+    parts.settings = dataclasses.replace(
+        parts.settings, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    if random_weights:
+        console.print("[yellow]warning:[/] random weights: the frames are noise (for benchmarking only)")
+    return parts
+
+
+STREAM_OPTIONS_HELP = "Default: the model's pipeline.yaml (stream section)."
+
+
+@app.command("stream")
+def stream(
+    prompt: str = typer.Argument(..., help="The text prompt."),
+    then: list[str] = typer.Option([], help="A later prompt, repeatable; each needs an --at."),
+    at: list[float] = typer.Option([], help="When (seconds) the matching --then prompt starts."),
+    seconds: float = typer.Option(10.0, help="Length of the video."),
+    checkpoint: Path | None = typer.Option(None, help="A trained S2DiT run folder or model folder."),
+    random_weights: bool = typer.Option(False, help="Stream an untrained --preset (benchmarking)."),
+    preset: str = typer.Option("micro", help="Preset for --random-weights: micro or mobile."),
+    size: str = typer.Option("256x144", help="Video size WxH for --random-weights."),
+    out: Path = typer.Option(Path("stream.mp4"), "-o", "--out", help="The mp4, written as frames arrive."),
+    seed: int = typer.Option(0, help="Seed of the stream's noise."),
+    steps: int | None = typer.Option(None, help="Denoising steps per chunk. " + STREAM_OPTIONS_HELP),
+    shift: float | None = typer.Option(None, help="Shift of the step list. " + STREAM_OPTIONS_HELP),
+    chunk: int | None = typer.Option(None, help="Latent frames per chunk. " + STREAM_OPTIONS_HELP),
+    window: int | None = typer.Option(None, help="Chunks remembered (window). " + STREAM_OPTIONS_HELP),
+    sink: int | None = typer.Option(None, help="First chunks always remembered. " + STREAM_OPTIONS_HELP),
+    vae: Path | None = typer.Option(None, help="Streaming decoder (tiny_ae folder or Wan VAE folder)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("float32", help="float32, or bfloat16 (autocast, GPUs)."),
+) -> None:
+    """Stream a video chunk by chunk, writing frames as they arrive; switch prompts with --then/--at."""
+    import torch
+
+    from s2dit.diffusion.stream_pipeline import stream_to_file
+
+    if len(then) != len(at):
+        raise S2DitError(f"{len(then)} --then prompt(s) but {len(at)} --at time(s): give one --at per --then")
+    if seconds <= 0 or any(a < 0 or a >= seconds for a in at):
+        raise S2DitError("--seconds must be positive and every --at within [0, --seconds)")
+    if dtype not in ("float32", "bfloat16"):
+        raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
+    parts = _stream_parts(
+        checkpoint, random_weights, preset, size, vae, device, chunk, window, sink, steps, shift
+    )
+    done = stream_to_file(
+        parts, prompt, list(zip(at, then, strict=True)), seconds, out, seed, getattr(torch, dtype)
+    )
+    console.print(
+        f"wrote {done['video']}: {done['frames']} frames in {done['chunks']} chunks; "
+        f"first chunk {done['first_chunk_latency_s']:.2f} s; {done['fps']:.1f} FPS end to end "
+        f"({done['denoise_fps']:.1f} FPS denoising)"
+    )
 
 
 @train_app.command("vae")

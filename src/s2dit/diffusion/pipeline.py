@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from s2dit.config import from_dict
+from s2dit.diffusion.streaming import StreamSettings
 from s2dit.errors import S2DitError
 
 
@@ -29,6 +30,7 @@ class PipelineInfo:
     cfg: float = 5.0  # CFG scale g in u + g·(c - u)
     shift: float = 3.0
     sampler: str = "unipc"
+    stream: StreamSettings = dataclasses.field(default_factory=StreamSettings)  # s2dit stream / serve
 
 
 def read_pipeline(checkpoint: str | os.PathLike) -> PipelineInfo:
