@@ -44,9 +44,12 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"vae\s+Train the tiny autoencoder", s2dit("train", "--help").stdout)
     assert re.search(r"generate\s+Generate a video bidirectionally", top)
     assert re.search(r"train\s+Training throughput per preset", s2dit("bench", "--help").stdout)
+    assert re.search(r"stream\s+Streaming FPS, first-chunk", s2dit("bench", "--help").stdout)
+    assert re.search(r"stream\s+Stream a video chunk by chunk", top)
+    assert re.search(r"serve\s+Serve a local web page", top)
     expected = (
-        "bench blocks, bench train, data encode, data inspect, data micro, eval micro, eval vae, generate, "
-        "model info, train vae"
+        "bench blocks, bench stream, bench train, data encode, data inspect, data micro, eval micro, "
+        "eval vae, generate, model info, serve, stream, train vae"
     )
     assert sorted(_commands(app)) == expected.split(", ")
 
@@ -111,6 +114,11 @@ def test_make_inspect_and_score_a_world(tmp_path):
         (["generate", "a red circle", "--checkpoint", "nowhere"], "does not exist"),
         (["bench", "train", "--preset", "huge"], "unknown preset 'huge'"),
         (["bench", "train", "--dtype", "int8"], "--dtype 'int8'"),
+        (["bench", "stream", "--preset", "huge"], "unknown preset 'huge'"),
+        (["bench", "stream", "--chunks", "0"], "--chunks"),
+        (["stream", "a red ball", "--checkpoint", "nowhere"], "does not exist"),
+        (["serve", "--port", "70000", "--random-weights"], "--port must be"),
+        (["serve"], "pass --checkpoint PATH, or --random-weights"),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
@@ -135,7 +143,8 @@ def test_core_modules_import_without_video_or_text_packages():
         "import sys; import s2dit.cli, s2dit.model.transformer, s2dit.model.flops, s2dit.eval.bench_blocks, "
         "s2dit.model.init, s2dit.config, s2dit.latent.text, s2dit.latent.wan_vae, s2dit.latent.tiny_ae, "
         "s2dit.train.trainer, s2dit.diffusion.sampling, s2dit.diffusion.pipeline, s2dit.eval.bench_train, "
-        "s2dit.model.denoiser; "
+        "s2dit.model.denoiser, s2dit.diffusion.streaming, s2dit.diffusion.stream_pipeline, "
+        "s2dit.eval.bench_stream, s2dit.serve.server; "
         "print(sorted(m for m in ('av', 'PIL', 'scipy', 'diffusers', 'transformers') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -511,6 +511,7 @@ def generate(
 def _stream_parts(checkpoint, random_weights, preset, size, vae, device, chunk, window, sink, steps, shift):
     """The model, decoder and text encoder of ``s2dit stream`` / ``s2dit serve``."""
     import dataclasses
+    import warnings
 
     from s2dit.config import parse_size
     from s2dit.diffusion.stream_pipeline import load_stream_model
@@ -519,13 +520,15 @@ def _stream_parts(checkpoint, random_weights, preset, size, vae, device, chunk, 
         raise S2DitError("pass --checkpoint PATH, or --random-weights to benchmark an untrained preset")
     if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
         raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
-    parts = load_stream_model(
-        str(checkpoint) if checkpoint else None,
-        vae=str(vae) if vae else None,
-        preset=preset,
-        size=parse_size(size),
-        device=device,
-    )
+    with warnings.catch_warnings():  # said once, below
+        warnings.simplefilter("ignore")
+        parts = load_stream_model(
+            str(checkpoint) if checkpoint else None,
+            vae=str(vae) if vae else None,
+            preset=preset,
+            size=parse_size(size),
+            device=device,
+        )
     overrides = {"chunk_frames": chunk, "window_chunks": window, "sink_chunks": sink, "steps": steps}
     overrides["shift"] = shift
     parts.settings = dataclasses.replace(
@@ -582,6 +585,36 @@ def stream(
         f"first chunk {done['first_chunk_latency_s']:.2f} s; {done['fps']:.1f} FPS end to end "
         f"({done['denoise_fps']:.1f} FPS denoising)"
     )
+
+
+@app.command("serve")
+def serve(
+    checkpoint: Path | None = typer.Option(None, help="A trained S2DiT run folder or model folder."),
+    random_weights: bool = typer.Option(False, help="Serve an untrained --preset (benchmarking)."),
+    preset: str = typer.Option("micro", help="Preset for --random-weights: micro or mobile."),
+    size: str = typer.Option("256x144", help="Video size WxH for --random-weights."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (the default is this machine only)."),
+    port: int = typer.Option(8000, help="Port to listen on (0: any free port)."),
+    max_streams: int = typer.Option(2, help="Streams allowed at once (each client has at most one)."),
+    steps: int | None = typer.Option(None, help="Denoising steps per chunk. " + STREAM_OPTIONS_HELP),
+    window: int | None = typer.Option(None, help="Chunks remembered (window). " + STREAM_OPTIONS_HELP),
+    vae: Path | None = typer.Option(None, help="Streaming decoder (tiny_ae folder or Wan VAE folder)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Serve a local web page: type a prompt, watch the stream, change the prompt live, stop."""
+    from s2dit.serve.server import serve as make_server
+
+    if not 0 <= port < 65536 or max_streams < 1:
+        raise S2DitError("--port must be in [0, 65535] and --max-streams at least 1")
+    parts = _stream_parts(
+        checkpoint, random_weights, preset, size, vae, device, None, window, None, steps, None
+    )
+    server = make_server(parts, host, port, max_streams)
+    console.print(f"s2dit live viewer at {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 @train_app.command("vae")

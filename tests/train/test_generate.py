@@ -68,3 +68,25 @@ def test_bad_requests_are_clear_errors(run, tmp_path):
         generate(GenerateRequest("  ", str(run), str(tmp_path / "x.mp4")))
     with pytest.raises(S2DitError, match="not a denoiser folder"):
         generate(GenerateRequest("a red circle", str(tmp_path), str(tmp_path / "x.mp4"), vae=str(run)))
+
+
+def test_stream_from_a_trained_run_with_a_prompt_switch(run, tmp_path):
+    out = tmp_path / "stream.mp4"
+    cmd = [f"{BIN}/s2dit", "stream", "a small red circle", "--checkpoint", str(run), "--seconds", "4"]
+    cmd += ["--then", "a big blue square", "--at", "2", "--chunk", "1", "--steps", "2", "-o", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "first chunk" in result.stdout and "FPS end to end" in result.stdout
+    frames, fps = read_video(out)
+    assert frames.shape == (32, 48, 64, 3) and fps == 8.0  # 4 s at the run's 8 fps
+
+
+def test_only_an_s2dit_can_stream(tmp_path):
+    from train_fixtures import TINY_WAN
+
+    from s2dit.diffusion.stream_pipeline import load_stream_model
+    from s2dit.model.denoiser import DenoiserSpec, build_denoiser, save_denoiser
+
+    save_denoiser(build_denoiser(DenoiserSpec(kind="wan", wan=TINY_WAN)), tmp_path / "wan")
+    with pytest.raises(S2DitError, match="streaming needs an S2DiT"):
+        load_stream_model(str(tmp_path / "wan"), vae=str(tmp_path))

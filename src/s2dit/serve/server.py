@@ -1,0 +1,342 @@
+"""``s2dit serve``: a local web page that streams video from a prompt, with live prompt switching.
+
+The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 404, 409 or 503):
+
+* ``GET /`` - the viewer page;
+* ``POST /api/start {"prompt", "client"?, "seed"?}`` -> ``{"stream": id}``. A client (an id the page keeps
+  for its tab) has one stream at a time: starting again stops its previous stream;
+* ``POST /api/prompt {"stream", "prompt"}`` - switch the prompt at the next chunk boundary;
+* ``POST /api/stop {"stream"}`` - stop the stream and free its state;
+* ``GET /api/video?stream=ID`` - the frames as an MJPEG stream (``multipart/x-mixed-replace``), paced at
+  the video's frame rate. One viewer per stream; when the viewer goes away the stream stops;
+* ``GET /api/stats?stream=ID`` - ``{"running", "chunks", "frames", "fps", "first_chunk_latency_s", ...}``:
+  ``fps`` is the rate the model sustains (frames per second of work), ``playback_fps`` the rate shown;
+* ``GET /api/streams`` - the running streams.
+
+Each stream is a worker thread running :class:`~s2dit.diffusion.stream_pipeline.LiveStream`; it stays at
+most two chunks ahead of its viewer, so an idle page costs nothing. The model is loaded once and shared.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from s2dit.diffusion.stream_pipeline import LiveStream, StreamModel
+
+MAX_BODY = 16 * 1024
+MAX_PROMPT = 1000
+BOUNDARY = "s2dit-frame"
+VIEWER_WAIT_S = 30.0
+KEEP_FINISHED = (
+    32  # stopped streams whose stats can still be read  # a stream nobody watches within this time stops
+)
+
+
+class RequestError(Exception):
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class StreamWorker(threading.Thread):
+    """Makes one stream's chunks in the background and hands out its frames in order (as JPEG)."""
+
+    def __init__(self, stream_id: str, client: str, live: LiveStream, fps: float, ahead_chunks: int = 2):
+        super().__init__(name=f"stream-{stream_id}", daemon=True)
+        self.stream_id, self.client, self.live, self.fps = stream_id, client, live, fps
+        self.ahead_frames = ahead_chunks * 4 * live.parts.settings.chunk_frames
+        self.cond = threading.Condition()
+        self.frames: deque[bytes] = deque()
+        self.made = 0  # frames made so far
+        self.sent = 0  # frames handed to the viewer
+        self.started = time.perf_counter()
+        self.first_chunk_latency_s: float | None = None
+        self.busy_s = 0.0  # time spent making frames (sampling, decoding, JPEG)
+        self.first_sent: float | None = None
+        self.error: str | None = None
+        self.stopped = threading.Event()
+        self.viewer = threading.Lock()  # held by the one viewer
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self.cond:
+            self.cond.notify_all()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                with self.cond:
+                    self.cond.wait_for(lambda: self.stopped.is_set() or len(self.frames) < self.ahead_frames)
+                if self.stopped.is_set():
+                    break
+                began = time.perf_counter()
+                chunk = self.live.next()
+                jpegs = [encode_jpeg(f) for f in chunk.frames]
+                with self.cond:
+                    self.busy_s += time.perf_counter() - began
+                    if self.first_chunk_latency_s is None:
+                        self.first_chunk_latency_s = time.perf_counter() - self.started
+                    self.frames.extend(jpegs)
+                    self.made += len(jpegs)
+                    self.cond.notify_all()
+        except Exception as e:  # a failed stream reports its error to the page instead of dying silently
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.stopped.set()
+            with self.cond:
+                self.cond.notify_all()
+
+    def next_frame(self, timeout: float) -> bytes | None:
+        """The next frame, or None when the stream has stopped (or nothing came within ``timeout``)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.frames or self.stopped.is_set(), timeout)
+            if not self.frames:
+                return None
+            self.sent += 1
+            self.first_sent = self.first_sent or time.perf_counter()
+            frame = self.frames.popleft()
+            self.cond.notify_all()
+            return frame
+
+    def stats(self) -> dict:
+        playing = time.perf_counter() - self.first_sent if self.first_sent else 0.0
+        return {
+            "stream": self.stream_id,
+            "running": not self.stopped.is_set(),
+            "prompt": self.live.prompt,
+            "chunks": self.live.chunks_done,
+            "frames": self.made,
+            "frames_sent": self.sent,
+            "fps": self.made / self.busy_s if self.busy_s > 0 else 0.0,  # what the model sustains
+            "playback_fps": self.sent / playing if playing > 0 else 0.0,
+            "first_chunk_latency_s": self.first_chunk_latency_s,
+            "error": self.error,
+        }
+
+
+class StreamServer(ThreadingHTTPServer):
+    """The HTTP server and its streams. ``parts`` is loaded once; each stream has its own state."""
+
+    daemon_threads = True
+
+    def __init__(self, parts: StreamModel, host: str = "127.0.0.1", port: int = 8000, max_streams: int = 2):
+        super().__init__((host, port), Handler)
+        self.parts = parts
+        self.max_streams = max_streams
+        self.streams: dict[str, StreamWorker] = {}
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def running(self) -> list[StreamWorker]:
+        with self.lock:
+            return [w for w in self.streams.values() if not w.stopped.is_set()]
+
+    def start_stream(self, prompt: str, client: str, seed: int) -> StreamWorker:
+        with self.lock:
+            for w in self.streams.values():
+                if w.client == client:
+                    w.stop()
+            running = sum(not w.stopped.is_set() for w in self.streams.values())
+            if running >= self.max_streams:
+                raise RequestError(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    f"busy: {running} streams are running (the limit); stop one first",
+                )
+            finished = [k for k, w in self.streams.items() if w.stopped.is_set()]
+            for k in finished[: max(0, len(finished) - KEEP_FINISHED)]:  # stats of recent ones stay
+                del self.streams[k]
+            stream_id = secrets.token_hex(8)
+            worker = StreamWorker(stream_id, client, LiveStream(self.parts, prompt, seed), self.parts.fps)
+            self.streams[stream_id] = worker
+        worker.start()
+        threading.Thread(target=self._drop_if_unwatched, args=(worker,), daemon=True).start()
+        return worker
+
+    def _drop_if_unwatched(self, worker: StreamWorker) -> None:
+        worker.stopped.wait(VIEWER_WAIT_S)
+        if worker.sent == 0 and not worker.viewer.locked():
+            worker.stop()
+
+    def stream(self, stream_id: object) -> StreamWorker:
+        with self.lock:
+            worker = self.streams.get(stream_id) if isinstance(stream_id, str) else None
+        if worker is None:
+            raise RequestError(HTTPStatus.NOT_FOUND, f"no stream {stream_id!r}")
+        return worker
+
+    def server_close(self) -> None:
+        for w in list(self.streams.values()):
+            w.stop()
+        super().server_close()
+
+
+def _prompt(body: dict) -> str:
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise RequestError(HTTPStatus.BAD_REQUEST, "'prompt' must be a non-empty string")
+    if len(prompt) > MAX_PROMPT:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"'prompt' is longer than {MAX_PROMPT} characters")
+    return prompt.strip()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: StreamServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args) -> None:  # quiet: the CLI prints what matters
+        pass
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, payload: dict | list) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _body(self) -> dict:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
+        if length > MAX_BODY:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {MAX_BODY} bytes")
+        raw = self.rfile.read(length) if length > 0 else b""
+        try:
+            body = json.loads(raw or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
+        return body
+
+    def _query(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+
+    def _dispatch(self, routes: dict) -> None:
+        path = urlparse(self.path).path
+        route = routes.get(path)
+        try:
+            if route is None:
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.command} {path}")
+            route()
+        except RequestError as e:
+            self._json(e.status, {"error": str(e)})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    # ---- routes ---------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch(
+            {
+                "/": self._page,
+                "/index.html": self._page,
+                "/api/video": self._video,
+                "/api/stats": lambda: self._json(HTTPStatus.OK, self._worker_from_query().stats()),
+                "/api/streams": lambda: self._json(HTTPStatus.OK, [w.stats() for w in self.server.running()]),
+            }
+        )
+
+    def do_POST(self) -> None:
+        self._dispatch({"/api/start": self._start, "/api/prompt": self._switch, "/api/stop": self._stop})
+
+    def _page(self) -> None:
+        page = resources.files("s2dit.serve").joinpath("viewer.html").read_bytes()
+        self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+
+    def _worker_from_query(self) -> StreamWorker:
+        return self.server.stream(self._query().get("stream"))
+
+    def _start(self) -> None:
+        body = self._body()
+        prompt = _prompt(body)
+        client, seed = body.get("client", ""), body.get("seed", 0)
+        if not isinstance(client, str) or len(client) > 100:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "'client' must be a string of at most 100 characters")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "'seed' must be an integer in [0, 2^32)")
+        worker = self.server.start_stream(prompt, client or secrets.token_hex(8), seed)
+        self._json(HTTPStatus.OK, {"stream": worker.stream_id, "fps": worker.fps})
+
+    def _switch(self) -> None:
+        body = self._body()
+        prompt = _prompt(body)
+        worker = self.server.stream(body.get("stream"))
+        if worker.stopped.is_set():
+            raise RequestError(HTTPStatus.CONFLICT, "the stream has stopped; start a new one")
+        worker.live.set_prompt(prompt)
+        self._json(HTTPStatus.OK, {"stream": worker.stream_id, "prompt": prompt})
+
+    def _stop(self) -> None:
+        worker = self.server.stream(self._body().get("stream"))
+        worker.stop()
+        self._json(HTTPStatus.OK, worker.stats())
+
+    def _video(self) -> None:
+        worker = self._worker_from_query()
+        if not worker.viewer.acquire(blocking=False):
+            raise RequestError(HTTPStatus.CONFLICT, "this stream already has a viewer")
+        try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            period, due = 1.0 / worker.fps, time.perf_counter()
+            while True:
+                frame = worker.next_frame(timeout=1.0)
+                if frame is None:
+                    if worker.stopped.is_set():
+                        break
+                    continue
+                due = max(due + period, time.perf_counter())  # play in real time; late frames go at once
+                time.sleep(max(0.0, due - time.perf_counter()))
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame)}\r\n\r\n"
+                self.wfile.write(head.encode() + frame + b"\r\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            worker.stop()  # the viewer went away: stop the work
+        finally:
+            worker.viewer.release()
+
+
+def serve(
+    parts: StreamModel, host: str = "127.0.0.1", port: int = 8000, max_streams: int = 2
+) -> StreamServer:
+    """A server bound to ``host:port`` (port 0: any free port); call ``serve_forever()`` to run it."""
+    try:
+        return StreamServer(parts, host, port, max_streams)
+    except OSError as e:
+        from s2dit.errors import S2DitError
+
+        raise S2DitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
