@@ -118,3 +118,16 @@ def test_bad_settings_and_models_are_refused():
     sampler = StreamSampler(tiny(), prompt(1), SIZE)
     with pytest.raises(ValueError, match="batch"):
         sampler.set_prompt(prompt(2, batch=2))
+
+
+def test_bfloat16_caches_follow_the_float32_stream():
+    model = tiny()
+    settings = StreamSettings(chunk_frames=2, window_chunks=2)
+    exact, _ = run_stream(model, prompt(1), 3, settings)
+    sampler = StreamSampler(model, prompt(1), SIZE, settings, cache_dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = torch.cat([sampler.next_chunk() for _ in range(3)], dim=2)
+    kinds = {name.split(".")[-1]: t.dtype for name, t in sampler.state.tensors().items()}
+    assert kinds["k"] == kinds["v"] == kinds["tail"] == torch.bfloat16
+    assert kinds["kv"] == kinds["k_sum"] == torch.float32  # linear sums stay float32
+    assert low.dtype == torch.float32 and 1e-4 < rel_err(low, exact) < 0.05

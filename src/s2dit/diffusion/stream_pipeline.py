@@ -151,7 +151,7 @@ class StreamChunk:
 
 class LiveStream:
     """One stream: ``next()`` makes, decodes and returns the next chunk; ``set_prompt`` takes effect at
-    the next chunk boundary. ``dtype`` bfloat16 runs the denoiser under autocast (GPUs)."""
+    the next chunk boundary. ``dtype`` bfloat16 runs the denoiser under autocast with bf16 K/V caches."""
 
     def __init__(self, parts: StreamModel, prompt: str, seed: int = 0, dtype: torch.dtype = torch.float32):
         if not prompt.strip():
@@ -159,8 +159,14 @@ class LiveStream:
         self.parts = parts
         self.prompt = prompt
         self.dtype = dtype
+        cache_dtype = None if dtype == torch.float32 else dtype
         self.sampler = StreamSampler(
-            parts.model, parts.encode(prompt), parts.latent_size, parts.settings, seed
+            parts.model,
+            parts.encode(prompt),
+            parts.latent_size,
+            parts.settings,
+            seed,
+            cache_dtype=cache_dtype,
         )
         self.decoder = parts.vae.streaming_decoder()
         self._pending: str | None = None

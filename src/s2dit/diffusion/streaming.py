@@ -75,7 +75,8 @@ class StreamSampler:
     ``[B, C, c, H, W]`` and commits it. ``set_prompt`` switches the prompt before the next chunk.
 
     ``model`` is an :class:`~s2dit.model.transformer.S2DiT` (it needs ``init_state``/``forward_chunk``);
-    ``size`` is the latent ``(H, W)``; ``channels`` the latent channels.
+    ``size`` is the latent ``(H, W)``; ``channels`` the latent channels; ``cache_dtype`` the dtype of the
+    K/V caches (default: the weights').
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class StreamSampler:
         settings: StreamSettings | None = None,
         seed: int = 0,
         channels: int | None = None,
+        cache_dtype: torch.dtype | None = None,
     ):
         if not hasattr(model, "forward_chunk"):
             raise ConfigError(
@@ -98,7 +100,7 @@ class StreamSampler:
         self.channels = channels or model.config.in_channels
         self.batch = cond.text.shape[0]
         self.device = next(model.parameters()).device
-        self.state = model.init_state(cond.text, size[0], size[1], self.settings.spec, cond.mask)
+        self.state = model.init_state(cond.text, size[0], size[1], self.settings.spec, cond.mask, cache_dtype)
         self.chunks_done = 0
 
     @property

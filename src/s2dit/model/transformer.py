@@ -177,12 +177,15 @@ class S2DiT(nn.Module):
         width: int,
         spec: StreamSpec | None = None,
         text_mask: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
     ) -> StreamState:
         """An empty stream for latent chunks of ``height × width`` (latent pixels, H then W as in
-        ``[B, C, c, H, W]``) and the prompt ``text [B, L, text_dim]``."""
+        ``[B, C, c, H, W]``) and the prompt ``text [B, L, text_dim]``. ``dtype``: of the K/V caches and
+        conv tails (default: the weights'; bfloat16 halves a bf16 run's state); linear sums stay float32."""
         spec = spec or StreamSpec()
         B, D, heads = text.shape[0], self.config.width, self.config.heads
-        like = self.proj_out.weight
+        weight = self.proj_out.weight
+        like = weight.new_empty(0, dtype=dtype or weight.dtype)
         full = (spec.chunk_frames, height // 2, width // 2)
         caches: list[KVCache | LinearCache] = []
         for block in self.blocks:
