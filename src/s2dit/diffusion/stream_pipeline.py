@@ -82,8 +82,8 @@ def load_stream_model(
         text_dim = model.config.text_dim
         return StreamModel(
             model=model,
-            vae=load_vae(vae) if vae else _untrained_decoder(),
-            encode=lambda p: hashed_prompt(p, text_dim),
+            vae=_on(load_vae(vae) if vae else _untrained_decoder(), device),
+            encode=lambda p: _to(hashed_prompt(p, text_dim), device),
             latent_size=(spec.height // 8, spec.width // 8),
             settings=settings or StreamSettings(),
             fps=16.0,
@@ -104,12 +104,24 @@ def load_stream_model(
         )
     return StreamModel(
         model=model,
-        vae=load_vae(vae_path),
+        vae=_on(load_vae(vae_path), device),
         encode=_text_encoder(info.text, info.text_len, model.config.text_dim, device),
         latent_size=(info.latent_shape[2], info.latent_shape[3]),
         settings=settings or info.stream,
         fps=info.fps,
     )
+
+
+def _to(cond: Condition, device) -> Condition:
+    return Condition(cond.text.to(device), None if cond.mask is None else cond.mask.to(device))
+
+
+def _on(vae, device):
+    """The decoder on the denoiser's device (a tiny autoencoder is a module; a WanVAE holds one)."""
+    module = vae if isinstance(vae, torch.nn.Module) else getattr(vae, "vae", None)
+    if module is not None:
+        module.to(device)
+    return vae
 
 
 def _untrained_decoder():
