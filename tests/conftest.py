@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from s2dit.config import VideoSpec
+from s2dit.data.encode import EncodeConfig, encode_folder
 from s2dit.data.micro.writer import MicroWorldConfig, write_micro_world
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
+from s2dit.latent.train_ae import save_tiny_ae
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +30,18 @@ def repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def latents(micro_world, tmp_path_factory):
+    """A small encoded latent folder: micro-world clips at 64x48, 9 frames -> latents [16, 3, 6, 8]."""
+    vae = tmp_path_factory.mktemp("train_vae")
+    torch.manual_seed(0)
+    save_tiny_ae(TinyAutoencoder(TinyAEConfig(widths=[4, 8, 8, 8])), vae)
+    out = tmp_path_factory.mktemp("train_latents")
+    spec = VideoSpec(width=64, height=48, frames=9, fps=8.0)
+    cfg = EncodeConfig(
+        videos=str(micro_world), out=str(out), vae=str(vae), video=spec, shard_size=8, text_max_length=32
+    )
+    encode_folder(cfg, progress=False)
+    return out

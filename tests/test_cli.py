@@ -47,9 +47,12 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"stream\s+Streaming FPS, first-chunk", s2dit("bench", "--help").stdout)
     assert re.search(r"stream\s+Stream a video chunk by chunk", top)
     assert re.search(r"serve\s+Serve a local web page", top)
+    assert re.search(r"search\s+Budget-aware layout search", top)
+    assert re.search(r"sweep\s+Sweep budgets", s2dit("search", "--help").stdout)
     expected = (
         "bench blocks, bench stream, bench train, data encode, data inspect, data micro, eval micro, "
-        "eval vae, generate, model info, serve, stream, train vae"
+        "eval vae, generate, model info, search layout, search supernet, search sweep, serve, stream, "
+        "train vae"
     )
     assert sorted(_commands(app)) == expected.split(", ")
 
@@ -119,6 +122,24 @@ def test_make_inspect_and_score_a_world(tmp_path):
         (["stream", "a red ball", "--checkpoint", "nowhere"], "does not exist"),
         (["serve", "--port", "70000", "--random-weights"], "--port must be"),
         (["serve"], "pass --checkpoint PATH, or --random-weights"),
+        (
+            [
+                "search",
+                "layout",
+                "--latency",
+                "nowhere",
+                "--quality",
+                "q",
+                "--budget-ms",
+                "5",
+                "--depth",
+                "4",
+                "--tokens",
+                "432",
+            ],
+            "latency table",
+        ),
+        (["search", "supernet", "--latents", "nowhere", "--kinds", "LQ"], "kinds: 'LQ'"),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):

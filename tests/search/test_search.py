@@ -1,0 +1,230 @@
+"""Latency tables (validation, interpolation), quality files, the supernet, and the search commands."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from s2dit.errors import S2DitError
+from s2dit.search.latency import LatencyTable, validate
+from s2dit.search.supernet import Supernet, SupernetConfig, validate_quality
+from s2dit.search.sweep import build_problem, reference_layouts
+
+BIN = os.path.dirname(sys.executable)
+
+
+def table_dict() -> dict:
+    entries = []
+    for tokens, scale in ((256, 1.0), (1024, 4.0)):
+        for kind, ms in (("L", 2.0), ("S", 0.5), ("F", 3.0), ("stage_down", 0.1), ("stage_up", 0.2)):
+            entries.append({"kind": kind, "tokens": tokens, "pass": "forward", "ms": ms * scale})
+    return {
+        "schema": "s2dit.latency/1",
+        "device": "test",
+        "dtype": "float32",
+        "width": 32,
+        "heads": 2,
+        "ffn_dim": 64,
+        "entries": entries,
+    }
+
+
+def quality_dict(depth: int = 6, kinds: str = "LSF") -> dict:
+    scores = [
+        {k: 0.01 * (i + 1) * (1 if k == "L" else -1 if k == "S" else 2) for k in kinds} for i in range(depth)
+    ]
+    return {"schema": "s2dit.quality/1", "kinds": kinds, "depth": depth, "scores": scores}
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d.update(schema="other/1"), "schema"),
+        (lambda d: d.update(width="wide"), "width"),
+        (lambda d: d.pop("device"), "device"),
+        (lambda d: d.update(entries=[]), "entries"),
+        (lambda d: d["entries"][3].update(ms=-1), r"entries\[3\]\.ms"),
+        (lambda d: d["entries"][2].update(tokens=1.5), r"entries\[2\]\.tokens"),
+        (lambda d: d["entries"][0].pop("kind"), r"entries\[0\]\.kind"),
+        (lambda d: d["entries"][1].update({"pass": None}), r"entries\[1\]\.pass"),
+    ],
+)
+def test_latency_schema_errors_name_the_bad_field(edit, field):
+    data = copy.deepcopy(table_dict())
+    edit(data)
+    with pytest.raises(S2DitError, match=field):
+        validate(data)
+
+
+def test_latency_table_interpolates_between_measured_sizes():
+    table = LatencyTable(table_dict())
+    assert table.cost("L", 256) == 2.0 and table.cost("L", 1024) == 8.0
+    assert table.cost("L", 512) == pytest.approx(4.0)  # a power law between neighbours (here linear)
+    with pytest.raises(S2DitError, match="outside the latency table's measured range"):
+        table.cost("L", 4096)
+    parts = table.layout_latency("LSSLSF", 256)
+    assert parts["stages"] == pytest.approx(2 * 0.3) and parts["total"] == pytest.approx(
+        2 * 2 + 3 * 0.5 + 3 + 0.6
+    )
+    missing = table_dict()
+    missing["entries"] = [e for e in missing["entries"] if e["kind"] != "stage_up"]
+    with pytest.raises(S2DitError, match="stage_up"):
+        LatencyTable(missing)
+
+
+def test_quality_schema_errors_name_the_bad_field():
+    bad = quality_dict()
+    bad["scores"][2]["S"] = "high"
+    with pytest.raises(S2DitError, match=r"scores\[2\]\.S"):
+        validate_quality(bad)
+    with pytest.raises(S2DitError, match="depth 8"):
+        validate_quality(quality_dict(), depth=8)
+    with pytest.raises(S2DitError, match="schema"):
+        validate_quality({"schema": "x"})
+
+
+def test_problem_uses_the_table_and_the_scores():
+    problem = build_problem(LatencyTable(table_dict()), quality_dict(), 6, 512, "LS")
+    assert problem.cost[0]["L"] == pytest.approx(4.0) and problem.enter_ms == pytest.approx(0.2)
+    assert problem.params[0]["L"] > problem.params[0]["S"] > 0  # L has its feature map, conv and gate
+    assert problem.stage_params > 0
+    refs = reference_layouts(6, "LSF")
+    assert (
+        refs["all-F"] == "FFFFFF"
+        and refs["all-L"] == "LLLLLL"
+        and any(r.startswith("sandwich") for r in refs)
+    )
+
+
+def test_supernet_routes_each_layout_through_its_own_blocks():
+    cfg = SupernetConfig(latents="x", depth=4, kinds="LSF", width=32, heads=2, ffn_dim=64, text_dim=12)
+    torch.manual_seed(0)
+    net = Supernet(cfg)
+    x, t, text = torch.randn(1, 16, 2, 12, 20), torch.full((1, 2), 500.0), torch.randn(1, 3, 12)
+    with torch.no_grad():
+        for p in net.parameters():  # move off adaLN-Zero so every block carries signal
+            p.add_(0.05 * torch.randn_like(p))
+    outs = {lay: net.select(lay)(x, t, text) for lay in ("LSSF", "LSSL", "FSSF")}
+    assert not torch.allclose(outs["LSSF"], outs["LSSL"]) and not torch.allclose(outs["LSSF"], outs["FSSF"])
+    again = net.select("LSSF")(x, t, text)
+    assert torch.equal(again, outs["LSSF"])
+    # a loss through one layout reaches only that layout's blocks and stage modules
+    net.zero_grad()
+    net.select("LSSL")(x, t, text).square().mean().backward()
+    used = lambda m: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())  # noqa: E731
+    assert used(net.bank[0]["L"]) and used(net.bank[1]["S"]) and used(net.bank[3]["L"])
+    assert not used(net.bank[0]["S"]) and not used(net.bank[3]["F"])
+    assert used(net.down[1]) and used(net.up[2]) and not used(net.down[0])
+
+
+@pytest.mark.slow
+def test_supernet_sweep_and_layout_commands_end_to_end(latents, tmp_path):
+    run = tmp_path / "sn"
+    cmd = [f"{BIN}/s2dit", "search", "supernet", "--latents", str(latents), "--out", str(run), "--depth", "4"]
+    cmd += ["--steps", "6", "--batch", "4", "--holdout", "4", "--eval-clips", "2", "--eval-layouts", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    quality = json.loads((run / "quality.json").read_text())
+    validate_quality(quality, depth=4, kinds="LS")
+    assert quality["method"] == "supernet" and quality["made_with"]["config"]["steps"] == 6
+    table = tmp_path / "latency.json"
+    data = table_dict()
+    data.update(width=192, heads=3, ffn_dim=768)
+    table.write_text(json.dumps(data))
+    common = [
+        "--latency",
+        str(table),
+        "--quality",
+        str(run / "quality.json"),
+        "--depth",
+        "4",
+        "--tokens",
+        "512",
+    ]
+    result = subprocess.run(
+        [
+            f"{BIN}/s2dit",
+            "search",
+            "sweep",
+            *common,
+            "--out",
+            str(tmp_path / "sweep"),
+            "--points",
+            "6",
+            "--reference",
+            "LSLS",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    pareto = json.loads((tmp_path / "sweep" / "pareto.json").read_text())
+    assert pareto["front"] and "all-L" in pareto["references"] and "given LSLS" in pareto["references"]
+    assert (tmp_path / "sweep" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    budget = str(pareto["front"][0]["latency_ms"] + 0.01)
+    result = subprocess.run(
+        [f"{BIN}/s2dit", "search", "layout", *common, "--budget-ms", budget], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and pareto["front"][0]["layout"] in result.stdout, result.stderr
+    result = subprocess.run(
+        [f"{BIN}/s2dit", "search", "layout", *common, "--budget-ms", "0.5"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "no layout fits" in result.stderr
+
+
+@pytest.mark.slow
+def test_predicted_latency_of_a_chosen_layout_matches_the_built_model():
+    """CPU: the table's prediction for the DP's choice is within 20% of the built model's forward
+    (median of several runs)."""
+    import random
+    import statistics
+    import time
+
+    from s2dit.eval.bench_blocks import run_bench
+    from s2dit.model.config import ModelConfig
+    from s2dit.model.transformer import S2DiT
+    from s2dit.search.dp import solve_stable
+
+    width, heads, depth, tokens = 128, 2, 8, 1024
+    table = LatencyTable(
+        run_bench(
+            width=width,
+            heads=heads,
+            tokens=[512, 2048],
+            repeats=7,
+            backward=False,
+            kinds=("L", "F", "S", "stage_down", "stage_up"),
+            progress=False,
+        )
+    )
+    rng = random.Random(0)
+    quality = {
+        "schema": "s2dit.quality/1",
+        "kinds": "LS",
+        "scores": [{"L": rng.uniform(0, 1), "S": rng.uniform(0, 1)} for _ in range(depth)],
+    }
+    problem = build_problem(table, quality, depth, tokens, "LS")
+    mid = (problem.latency("S" * depth) + problem.latency("L" * depth)) / 2
+    layout = solve_stable(problem, mid).layout
+    assert "S" in layout and "L" in layout
+    predicted = table.layout_latency(layout, tokens)["total"]
+
+    torch.manual_seed(0)
+    model = S2DiT(
+        ModelConfig(layout=layout, width=width, heads=heads, ffn_dim=4 * width, text_dim=width)
+    ).eval()
+    x = torch.randn(1, 16, 4, 32, 32)  # the bench layout of 1024 tokens: 4 frames x 16 x 16
+    t, text = torch.full((1, 4), 500.0), torch.randn(1, 64, width)
+    times = []
+    with torch.inference_mode():
+        model(x, t, text)
+        for _ in range(7):
+            start = time.perf_counter()
+            model(x, t, text)
+            times.append((time.perf_counter() - start) * 1000)
+    measured = statistics.median(times)
+    assert abs(predicted - measured) / measured <= 0.2, (layout, predicted, measured)
