@@ -329,8 +329,7 @@ def bench_train(
         raise S2DitError("--frames, --batch and --steps must be at least 1, --warmup at least 0")
     if dtype not in ("float32", "bfloat16"):
         raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
-    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
-        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+    _check_device(device)
     report = run_bench(
         list(preset_),
         parse_size(size),
@@ -394,8 +393,7 @@ def bench_stream(
         raise S2DitError("--chunks, --steps, --chunk and --window must be at least 1, --sink at least 0")
     if dtype not in ("float32", "bfloat16"):
         raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
-    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
-        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+    _check_device(device)
     settings = StreamSettings(steps=steps, chunk_frames=chunk, window_chunks=window, sink_chunks=sink)
     report = run_bench(
         preset, parse_size(size), chunks, settings, device, dtype, str(vae) if vae else None, full_history
@@ -435,6 +433,11 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
+        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -523,8 +526,7 @@ def _stream_parts(checkpoint, random_weights, preset, size, vae, device, chunk, 
 
     if (checkpoint is None) == (not random_weights):
         raise S2DitError("pass --checkpoint PATH, or --random-weights to benchmark an untrained preset")
-    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
-        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+    _check_device(device)
     with warnings.catch_warnings():  # said once, below
         warnings.simplefilter("ignore")
         parts = load_stream_model(
@@ -682,8 +684,7 @@ def search_supernet(
     from s2dit.model.config import preset as model_preset
     from s2dit.search.supernet import SupernetConfig, train_supernet
 
-    if device not in ("cpu", "cuda") or (device == "cuda" and not _cuda_available()):
-        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+    _check_device(device)
     base = model_preset(preset)
     cfg = SupernetConfig(
         latents=str(latents),
