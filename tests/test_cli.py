@@ -52,7 +52,7 @@ def test_help_lists_every_command_with_a_purpose():
     expected = (
         "bench blocks, bench stream, bench train, data encode, data inspect, data micro, eval micro, "
         "eval vae, generate, model info, search layout, search supernet, search sweep, serve, stream, "
-        "train vae"
+        "train decoder, train vae"
     )
     assert sorted(_commands(app)) == expected.split(", ")
 

@@ -181,13 +181,18 @@ def eval_vae(
     ),
     clips: int = typer.Option(32, help="Clips to evaluate."),
     chunk: int = typer.Option(3, help="Latent frames per streamed decode chunk."),
+    decoder: Path | None = typer.Option(
+        None, help="A distilled decoder (s2dit train decoder) to compare with the VAE's own decode."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
 ) -> None:
     """Reconstruction PSNR, encode speed and streaming decode frames/s of an autoencoder."""
     from s2dit.atomic import write_text_atomic
     from s2dit.eval.vae import evaluate_vae
 
-    report = evaluate_vae(str(vae), str(videos), clips=clips, chunk=chunk)
+    report = evaluate_vae(
+        str(vae), str(videos), clips=clips, chunk=chunk, decoder_path=str(decoder) if decoder else None
+    )
     rows = [(k, f"{v:.3f}" if isinstance(v, float) else v) for k, v in report.items()]
     console.print(_table("autoencoder", ("metric", "value"), rows))
     if json_out:
@@ -801,6 +806,30 @@ def search_sweep(
     for name, r in report["latency_only"].items():
         console.print(f"{name}: {r['latency_ms']:.2f} ms (no quality score for its kinds)")
     console.print(f"wrote {out / 'pareto.json'} and {out / 'pareto.png'}")
+
+
+@train_app.command("decoder")
+def train_decoder(
+    vae: Path | None = typer.Option(
+        None, help="The VAE to imitate: a diffusers Wan VAE folder or a tiny_ae folder."
+    ),
+    config: Path | None = typer.Option(None, help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " E.g. --set data=runs/micro --set out=DIR."),
+    max_steps: int | None = typer.Option(None, help="Stop after this step (the run can be resumed later)."),
+) -> None:
+    """Distil a fast streaming decoder (a tiny autoencoder's decoder) for another VAE's latents."""
+    from s2dit.config import load_config
+    from s2dit.latent.train_decoder import DecoderTrainConfig
+    from s2dit.latent.train_decoder import train_decoder as run
+
+    overrides = list(set_) + ([f"vae={vae}"] if vae else [])
+    cfg = load_config(DecoderTrainConfig, config, overrides)
+    if max_steps is not None and max_steps < 1:
+        raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
+    metrics = run(cfg, max_steps=max_steps)
+    console.print(
+        ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
+    )
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 Each clip is encoded whole, then decoded chunk by chunk through the streaming decoder (the path a stream
 uses); the report gives PSNR against the input (pixels in [0, 1]), encode clips/s and decode frames/s.
+With ``decoder_path`` (a decoder distilled by ``s2dit train decoder``) the same latents also go through that
+decoder: its PSNR against the VAE's own decode and against the input, its frames/s, and the speed ratio.
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ import torch
 
 from s2dit.config import VideoSpec
 from s2dit.errors import S2DitError
+from s2dit.latent.train_ae import psnr
 
 
 @torch.no_grad()
 def evaluate_vae(
-    vae_path: str, videos: str, *, clips: int = 32, chunk: int = 3, progress: bool = True
+    vae_path: str,
+    videos: str,
+    *,
+    clips: int = 32,
+    chunk: int = 3,
+    decoder_path: str | None = None,
+    progress: bool = True,
 ) -> dict:
     from tqdm import tqdm
 
@@ -26,24 +35,26 @@ def evaluate_vae(
     if clips < 1 or chunk < 1:
         raise S2DitError("--clips and --chunk must be at least 1")
     vae = load_vae(vae_path)
+    student = load_vae(decoder_path) if decoder_path else None
     dataset = VideoFolderDataset(videos, VideoSpec())
     n = min(clips, len(dataset))
     psnrs, encode_s, decode_s, frames = [], 0.0, 0.0, 0
+    student_vs_vae, student_vs_input, student_s = [], [], 0.0
     for i in tqdm(range(n), desc="eval vae", unit="clip", disable=not progress):
         pixels = dataset[i]["pixels"][None]  # (1, 3, F, H, W)
         start = time.perf_counter()
         latents = vae.encode(pixels)
         encode_s += time.perf_counter() - start
-        decoder = vae.streaming_decoder()
-        start = time.perf_counter()
-        out = torch.cat(
-            [decoder.push(latents[:, :, s : s + chunk]) for s in range(0, latents.shape[2], chunk)], 2
-        )
-        decode_s += time.perf_counter() - start
+        out, seconds = _stream_decode(vae, latents, chunk)
+        decode_s += seconds
         frames += out.shape[2]
-        mse = ((out - pixels) / 2).square().mean().clamp_min(1e-10)
-        psnrs.append(float(-10 * torch.log10(mse)))
-    return {
+        psnrs.append(psnr(out, pixels))
+        if student is not None:
+            fast, seconds = _stream_decode(student, latents, chunk)
+            student_s += seconds
+            student_vs_vae.append(psnr(fast, out.clamp(-1, 1)))
+            student_vs_input.append(psnr(fast, pixels))
+    report = {
         "vae": str(vae_path),
         "videos": str(videos),
         "clips": n,
@@ -56,3 +67,21 @@ def evaluate_vae(
         "decode_chunk_latent_frames": chunk,
         "threads": torch.get_num_threads(),
     }
+    if student is not None:
+        report.update(
+            decoder=str(decoder_path),
+            decoder_psnr_vs_vae_db=sum(student_vs_vae) / n,
+            decoder_psnr_vs_input_db=sum(student_vs_input) / n,
+            decoder_frames_per_s=frames / student_s,
+            decoder_speedup=decode_s / student_s,
+        )
+    return report
+
+
+def _stream_decode(vae, latents: torch.Tensor, chunk: int) -> tuple[torch.Tensor, float]:
+    decoder = vae.streaming_decoder()
+    start = time.perf_counter()
+    out = torch.cat(
+        [decoder.push(latents[:, :, s : s + chunk]) for s in range(0, latents.shape[2], chunk)], 2
+    )
+    return out, time.perf_counter() - start

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2dit.errors import ConfigError
+from s2dit.errors import ConfigError, S2DitError
 from s2dit.ops.causal_conv import causal_depthwise_conv3d
 
 
@@ -34,6 +34,9 @@ class TinyAEConfig:
     temporal_kernel: int = 3  # causal depthwise conv over latent frames in the decoder
     latents_mean: list[float] = dataclasses.field(default_factory=lambda: [0.0] * 16)
     latents_std: list[float] = dataclasses.field(default_factory=lambda: [1.0] * 16)
+    # Non-empty for a decoder distilled to decode another VAE's latents (s2dit train decoder): the VAE it
+    # decodes for. Such a model has no trained encoder.
+    decodes_for: str = ""
 
     def __post_init__(self) -> None:
         if len(self.widths) != 4 or any(w < 1 for w in self.widths):
@@ -86,6 +89,11 @@ class TinyAutoencoder(nn.Module):
 
     def posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, 3, F, H, W]`` -> un-normalised ``(mean, logvar)``, each ``[B, C, T, H/8, W/8]``."""
+        if self.config.decodes_for:
+            raise S2DitError(
+                f"this tiny autoencoder is a decoder distilled for {self.config.decodes_for}: "
+                "it cannot encode; encode with that VAE"
+            )
         B, _, Fr, H, W = pixels.shape
         if (Fr - 1) % 4 or H % 8 or W % 8:
             raise ValueError(f"tiny AE input must be 4k+1 frames of multiples of 8 pixels, got {Fr}x{H}x{W}")
@@ -144,6 +152,11 @@ class TinyAutoencoder(nn.Module):
 
     def streaming_decoder(self) -> TinyStreamingDecoder:
         return TinyStreamingDecoder(self)
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters the decoder uses (what ``s2dit train decoder`` trains)."""
+        parts = (self.temporal, self.from_latent, self.dec_blocks, self.dec_up, self.dec_out)
+        return [p for m in parts for p in m.parameters()]
 
 
 class TinyStreamingDecoder:

@@ -185,7 +185,7 @@ def train_tiny_ae(cfg: AETrainConfig, max_steps: int | None = None, progress: bo
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            window.append((float(rec), float(kl), psnr(recon.detach(), pixels)))
+            window.append((rec.item(), kl.item(), psnr(recon.detach(), pixels)))
             bar.update()
             if step % cfg.log_every == 0 or step == end:
                 rec_m, kl_m, psnr_m = (sum(v) / len(window) for v in zip(*window, strict=True))

@@ -202,7 +202,7 @@ def train_supernet(cfg: SupernetConfig, device: str = "cpu", progress: bool = Tr
             nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:

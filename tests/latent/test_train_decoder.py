@@ -1,0 +1,82 @@
+"""``s2dit train decoder``: a tiny decoder distilled to decode a real diffusers AutoencoderKLWan's latents."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from s2dit.errors import S2DitError
+from s2dit.latent.train_ae import load_tiny_ae
+
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def wan_vae_folder(tmp_path_factory):
+    """A tiny random diffusers AutoencoderKLWan saved with save_pretrained (the VAE to imitate)."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(
+        base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    folder = tmp_path_factory.mktemp("wan_vae")
+    vae.save_pretrained(folder)
+    return folder
+
+
+def train(out, vae, videos, *extra):
+    cmd = [f"{BIN}/s2dit", "train", "decoder", "--vae", str(vae), "--set", f"data={videos}"]
+    cmd += [
+        "--set",
+        f"out={out}",
+        "--set",
+        "video.width=64",
+        "--set",
+        "video.height=48",
+        "--set",
+        "video.frames=5",
+    ]
+    cmd += ["--set", "crop=[32,32]", "--set", "batch_size=2", "--set", "log_every=1", "--set", "lr=0.003"]
+    cmd += ["--set", "model.widths=[4,8,8,8]", *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_a_distilled_decoder_learns_resumes_and_refuses_to_encode(tmp_path, wan_vae_folder, micro_world):
+    out = tmp_path / "dec"
+    first = train(out, wan_vae_folder, micro_world, "--set", "steps=30", "--max-steps", "10")
+    assert [r["step"] for r in first] == list(range(1, 11)) and not (out / "tiny_ae.safetensors").exists()
+    log = train(out, wan_vae_folder, micro_world, "--set", "steps=30")  # resumes at step 10
+    assert [r["step"] for r in log] == list(range(1, 31))
+    assert sum(r["l1"] for r in log[-5:]) < 0.7 * sum(r["l1"] for r in log[:5])  # it learns the VAE's decode
+    decoder = load_tiny_ae(out)
+    assert decoder.config.decodes_for == str(wan_vae_folder)
+    with pytest.raises(S2DitError, match="cannot encode"):
+        decoder.encode(torch.zeros(1, 3, 5, 48, 64))
+    frames = decoder.streaming_decoder().push(torch.randn(1, 16, 2, 6, 8))
+    assert frames.shape == (1, 3, 5, 48, 64)
+
+
+def test_eval_vae_compares_the_decoder_with_the_vae(tmp_path, micro_world):
+    from s2dit.eval.vae import evaluate_vae
+    from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
+    from s2dit.latent.train_ae import save_tiny_ae
+
+    torch.manual_seed(0)
+    save_tiny_ae(TinyAutoencoder(TinyAEConfig(widths=[4, 8, 8, 8])), tmp_path / "vae")
+    torch.manual_seed(1)
+    save_tiny_ae(TinyAutoencoder(TinyAEConfig(widths=[4, 4, 4, 4], decodes_for="vae")), tmp_path / "dec")
+    report = evaluate_vae(
+        str(tmp_path / "vae"), str(micro_world), clips=1, decoder_path=str(tmp_path / "dec"), progress=False
+    )
+    assert 0 < report["decoder_psnr_vs_vae_db"] < 60 and report["decoder_frames_per_s"] > 0
+    assert report["decoder_speedup"] > 0
+    same = evaluate_vae(
+        str(tmp_path / "vae"), str(micro_world), clips=1, decoder_path=str(tmp_path / "vae"), progress=False
+    )
+    assert same["decoder_psnr_vs_vae_db"] > 90  # the VAE against itself: identical frames
