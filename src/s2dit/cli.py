@@ -43,6 +43,8 @@ train_app = typer.Typer(
 app.add_typer(model_app, name="model")
 app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
+distill_app = typer.Typer(help="2-in-1 distillation: the teacher trajectory cache.", no_args_is_help=True)
+app.add_typer(distill_app, name="distill")
 search_app = typer.Typer(
     help="Budget-aware layout search: quality proxy (supernet), the DP, the Pareto sweep.",
     no_args_is_help=True,
@@ -829,6 +831,45 @@ def train_decoder(
     metrics = run(cfg, max_steps=max_steps)
     console.print(
         ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
+    )
+
+
+@distill_app.command("cache")
+def distill_cache(
+    teacher: Path = typer.Option(
+        ..., help="Teacher folder or run (its pipeline.yaml names text encoder and shape)."
+    ),
+    prompts: Path = typer.Option(..., help="Prompts: one per line, or a .jsonl with 'caption' rows."),
+    out: Path = typer.Option(Path("runs/trajectories"), help="Cache folder."),
+    steps: int = typer.Option(48, help="Euler steps of the teacher's ODE."),
+    cfg: float = typer.Option(6.0, help="CFG scale g in u + g·(c - u)."),
+    shift: float | None = typer.Option(None, help="Schedule shift (default: the teacher's)."),
+    keep: str = typer.Option("all", help="Levels kept per sample: all, or a count K (evenly spaced)."),
+    negative: str = typer.Option("", help="Negative prompt (the u of CFG)."),
+    seed: int = typer.Option(0, help="Sample i starts from noise seeded by seed + i."),
+    batch: int = typer.Option(4, help="Prompts per teacher batch."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Cache teacher ODE trajectories (resumable; under torchrun each rank makes its own samples)."""
+    from s2dit.distill.cache import CacheConfig, build_cache
+
+    _check_device(device)
+    config = CacheConfig(
+        teacher=str(teacher),
+        prompts=str(prompts),
+        out=str(out),
+        steps=steps,
+        cfg=cfg,
+        shift=shift,
+        keep=keep,
+        negative=negative,
+        seed=seed,
+        batch=batch,
+    )
+    done = build_cache(config, device)
+    state = "complete" if done["complete"] else "this rank's part done"
+    console.print(
+        f"{done['out']}: {done['samples']} samples ({done['made']} made by rank {done['rank']}); {state}"
     )
 
 

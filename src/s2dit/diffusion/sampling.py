@@ -54,11 +54,18 @@ def guided(denoiser, cond: Condition, uncond: Condition | None = None, scale: fl
     return velocity
 
 
-def euler(velocity: VelocityFn, noise: torch.Tensor, sigmas: list[float], progress=None) -> torch.Tensor:
-    """First-order steps ``x ← x + (σ_next - σ)·v`` from ``noise`` at ``sigmas[0]`` down to ``sigmas[-1]``."""
+def euler(
+    velocity: VelocityFn, noise: torch.Tensor, sigmas: list[float], progress=None, record: list | None = None
+) -> torch.Tensor:
+    """First-order steps ``x ← x + (σ_next - σ)·v`` from ``noise`` at ``sigmas[0]`` down to ``sigmas[-1]``.
+    ``record``: a list that receives every state, the noise included (a teacher trajectory)."""
     x = noise
+    if record is not None:
+        record.append(x)
     for sigma, nxt in itertools.pairwise(sigmas):
         x = x + (nxt - sigma) * velocity(x, sigma)
+        if record is not None:
+            record.append(x)
         if progress is not None:
             progress()
     return x

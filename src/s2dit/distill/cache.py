@@ -1,0 +1,215 @@
+"""``s2dit distill cache``: the offline teacher trajectory cache of 2-in-1 distillation (DESIGN.md §7).
+
+For every prompt the teacher integrates its probability-flow ODE from seeded noise with Euler steps and
+classifier-free guidance ``u + g·(c - u)`` (negative prompt as ``u``), recording the state at every level.
+Each sample is one safetensors file, ``sample-NNNNNN.safetensors``:
+
+* ``states [K, C, T, H, W]``: kept trajectory states, from the noise (σ = 1) to the final latents (σ = 0);
+* ``sigmas [K]``: their noise levels; ``text [L, D]``: the prompt's embedding, trimmed to its valid tokens;
+* metadata: the prompt and the seed.
+
+``cache.json`` records how the cache was made (teacher, steps, shift, CFG form and scale, negative prompt,
+seeds, kept levels, latent shape, text encoder); a rerun with other settings is refused. Files are written
+atomically; a rerun checks every existing file (it opens and has the expected shapes) and redoes any that does
+not, so an interrupted or damaged cache is completed, never trusted blindly. Under torchrun, sample ``i``
+belongs to rank ``i mod WORLD_SIZE``; the last rank to finish writes the ``COMPLETE`` marker.
+:class:`TrajectoryCache` reads a finished cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from s2dit.atomic import atomic_path, write_text_atomic
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
+from s2dit.diffusion.sampling import Condition, euler, guided, sigma_schedule
+from s2dit.errors import S2DitError
+
+COMPLETE = "COMPLETE"
+
+
+@dataclasses.dataclass
+class CacheConfig:
+    teacher: str = ""  # a teacher folder or run (pipeline.yaml names its text encoder and latent shape)
+    prompts: str = ""  # one prompt per line, or a .jsonl with "caption" (e.g. a micro world's clips.jsonl)
+    out: str = "runs/trajectories"
+    steps: int = 48
+    cfg: float = 6.0  # g in u + g·(c - u)
+    shift: float | None = None  # default: the teacher's pipeline.yaml
+    keep: str = "all"  # "all", or K: K levels evenly spaced from the noise to the final latents
+    negative: str = ""
+    seed: int = 0  # sample i starts from noise seeded by seed + i
+    batch: int = 4
+    frames: int | None = None  # latent frames (default: the teacher's latent shape)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.cfg < 0:
+            raise S2DitError("--steps and --batch must be at least 1, --cfg at least 0")
+        if self.keep != "all" and not (self.keep.isdigit() and 2 <= int(self.keep) <= self.steps + 1):
+            raise S2DitError(f"--keep {self.keep!r}: 'all' or a count from 2 to steps + 1 ({self.steps + 1})")
+
+    def kept_levels(self) -> list[int]:
+        """Indices (into the ``steps + 1`` levels) of the states kept."""
+        n = self.steps + 1
+        if self.keep == "all":
+            return list(range(n))
+        k = int(self.keep)
+        return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def rank_and_world() -> tuple[int, int]:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if not 0 <= rank < world:
+        raise S2DitError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    return rank, world
+
+
+def sample_path(out: Path, i: int) -> Path:
+    return out / f"sample-{i:06d}.safetensors"
+
+
+def _is_whole(path: Path, shape: tuple[int, ...], levels: int) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "pt") as f:
+            states = f.get_slice("states").get_shape()
+            return list(states) == [levels, *shape] and list(f.get_slice("sigmas").get_shape()) == [levels]
+    except Exception:  # unreadable, truncated or foreign: redo it
+        return False
+
+
+def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) -> dict:
+    """Make (or complete) the cache; returns a summary."""
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from s2dit.data.encode import load_text_encoder
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.eval.micro_metrics import load_prompts
+    from s2dit.model.denoiser import load_denoiser, text_dim
+    from s2dit.train.data import pad_text
+
+    if not cfg.teacher or not Path(cfg.teacher).exists():
+        raise S2DitError(f"--teacher {cfg.teacher!r} does not exist")
+    prompts = [r["caption"] for r in load_prompts(cfg.prompts)]
+    info = read_pipeline(cfg.teacher)
+    shape = list(info.latent_shape)
+    if cfg.frames:
+        shape[1] = cfg.frames
+    shift = cfg.shift if cfg.shift is not None else info.shift
+    sigmas = sigma_schedule(cfg.steps, shift)
+    levels = cfg.kept_levels()
+    meta = {
+        "schema": "s2dit.trajectories/1",
+        "teacher": str(cfg.teacher),
+        "text_encoder": info.text,
+        "text_len": info.text_len,
+        "prompts_file": str(cfg.prompts),
+        "samples": len(prompts),
+        "steps": cfg.steps,
+        "shift": shift,
+        "sampler": "euler",
+        "cfg_form": "u + g*(c - u)",
+        "cfg": cfg.cfg,
+        "negative_prompt": cfg.negative,
+        "seed": cfg.seed,
+        "seeds": "sample i: seed + i",
+        "latent_shape": shape,
+        "kept_levels": levels,
+        "sigmas": [sigmas[j] for j in levels],
+    }
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "cache.json"
+    if saved.is_file():
+        old = json.loads(saved.read_text())
+        changed = sorted(k for k in meta if old.get(k) != meta[k])
+        if changed:
+            raise S2DitError(
+                f"{out} holds a cache made with other settings ({', '.join(changed)}): use another --out"
+            )
+    rank, world = rank_and_world()
+    if rank == 0:
+        write_text_atomic(saved, json.dumps(meta, indent=1))
+    mine = [i for i in range(len(prompts)) if i % world == rank]
+    todo = [i for i in mine if not _is_whole(sample_path(out, i), tuple(shape), len(levels))]
+
+    dev = torch.device(device)
+    if todo:
+        model = load_denoiser(cfg.teacher, dev)
+        encoder = load_text_encoder(info.text, info.text_len)
+
+        def embed(text: str) -> torch.Tensor:
+            tokens, mask = encoder.encode([text])
+            return tokens[0][mask[0]]
+
+        neg = embed(cfg.negative)
+        if neg.shape[-1] != text_dim(model):
+            raise S2DitError(
+                f"the text encoder gives {neg.shape[-1]}-d tokens, the teacher expects {text_dim(model)}"
+            )
+    with tqdm(
+        total=len(todo), desc=f"trajectories (rank {rank})", unit="sample", disable=not progress
+    ) as bar:
+        for b in range(0, len(todo), cfg.batch):
+            ids = todo[b : b + cfg.batch]
+            texts = [embed(prompts[i]) for i in ids]
+            text, mask = pad_text(texts, info.text_len)
+            ntext, nmask = pad_text([neg] * len(ids), info.text_len)
+            noise = torch.stack(
+                [torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed + i)) for i in ids]
+            )
+            velocity = guided(
+                model,
+                Condition(text.to(dev), mask.to(dev)),
+                Condition(ntext.to(dev), nmask.to(dev)),
+                cfg.cfg,
+            )
+            states: list[torch.Tensor] = []
+            with torch.no_grad():
+                euler(velocity, noise.to(dev), sigmas, record=states)
+            kept = torch.stack([states[j] for j in levels], dim=1).float().cpu()  # (B, K, C, T, H, W)
+            for n, i in enumerate(ids):
+                tensors = {
+                    "states": kept[n].contiguous(),
+                    "sigmas": torch.tensor([sigmas[j] for j in levels], dtype=torch.float32),
+                    "text": texts[n].float().contiguous(),
+                }
+                with atomic_path(sample_path(out, i)) as tmp:
+                    save_file(tensors, str(tmp), metadata={"prompt": prompts[i], "seed": str(cfg.seed + i)})
+            bar.update(len(ids))
+    done = all(sample_path(out, i).is_file() for i in range(len(prompts)))
+    if done:
+        write_text_atomic(out / COMPLETE, f"{len(prompts)} samples\n")
+    return {"out": str(out), "samples": len(prompts), "made": len(todo), "rank": rank, "complete": done}
+
+
+class TrajectoryCache(torch.utils.data.Dataset):
+    """A finished cache; items ``{"states" [K, C, T, H, W], "sigmas" [K], "timesteps" [K], "text" [L, D],
+    "prompt"}``."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        if not (self.folder / COMPLETE).is_file():
+            raise S2DitError(
+                f"{self.folder} is not a complete trajectory cache (no {COMPLETE}): run s2dit distill cache"
+            )
+        self.meta = json.loads((self.folder / "cache.json").read_text())
+
+    def __len__(self) -> int:
+        return self.meta["samples"]
+
+    def __getitem__(self, i: int) -> dict:
+        from safetensors import safe_open
+
+        with safe_open(sample_path(self.folder, i), "pt") as f:
+            item = {k: f.get_tensor(k) for k in ("states", "sigmas", "text")}
+            item["prompt"] = f.metadata()["prompt"]
+        item["timesteps"] = item["sigmas"] * NUM_TRAIN_TIMESTEPS
+        return item
