@@ -90,3 +90,32 @@ def test_only_an_s2dit_can_stream(tmp_path):
     save_denoiser(build_denoiser(DenoiserSpec(kind="wan", wan=TINY_WAN)), tmp_path / "wan")
     with pytest.raises(S2DitError, match="streaming needs an S2DiT"):
         load_stream_model(str(tmp_path / "wan"), vae=str(tmp_path))
+
+
+def test_eval_model_scores_held_out_prompts_like_the_trainer(run, latents, tmp_path):
+    import json
+
+    import torch
+
+    out = tmp_path / "eval"
+    cmd = [
+        f"{BIN}/s2dit",
+        "eval",
+        "model",
+        "--checkpoint",
+        str(run),
+        "--latents",
+        str(latents),
+        "--out",
+        str(out),
+    ]
+    cmd += ["--holdout", "4", "--prompts", "2", "--steps", "2", "--cfg", "3"]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "overall" in result.stdout
+    assert torch.load(out / "latents.pt").shape == (2, 16, 3, 6, 8)
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["clips"] == 2 and 0 <= scores["overall"] <= 1
+    assert len((out / "prompts.jsonl").read_text().splitlines()) == 2

@@ -43,6 +43,40 @@ def generate_latents(
         return sample(velocity, noise.to(device), steps, shift, sampler, progress=bar.update)
 
 
+@torch.no_grad()
+def evaluate_heldout(model, data, e, vae, folder: Path, fps: float, device, amp=None) -> dict | None:
+    """Sample the first ``e.prompts`` held-out prompts of ``data`` (a ``LatentBatches``) with CFG against
+    the empty prompt, save the latents, decode with ``vae`` (if any) and write videos, a contact sheet and
+    scores into ``folder``. ``e`` is an ``EvalConfig``; returns the micro scores (or None)."""
+    from contextlib import nullcontext
+
+    indices = (data.holdout or list(range(data.train_size)))[: e.prompts]
+    clips = data.clips(indices)
+    null_text, null_mask = data.null_text()
+    B = len(indices)
+    cond = Condition(clips["text"].to(device), clips["mask"].to(device))
+    uncond = Condition(null_text.expand(B, -1, -1).to(device), null_mask.expand(B, -1).to(device))
+    with amp or nullcontext():
+        latents = generate_latents(
+            model,
+            cond,
+            uncond,
+            tuple(clips["latents"].shape[1:]),
+            steps=e.steps,
+            cfg=e.cfg,
+            shift=e.shift,
+            sampler=e.sampler,
+            seeds=[e.seed + i for i in range(B)],
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(latents.float().cpu(), folder / "latents.pt")
+    if vae is None:
+        return None
+    pixels = vae.decode(latents.float().cpu())
+    captions = [r.get("caption", "") for r in clips["rows"]]
+    return write_samples(folder, pixels, captions, clips["rows"], fps)
+
+
 def write_samples(
     folder: Path, pixels: torch.Tensor, captions: list[str], rows: list[dict], fps: float
 ) -> dict | None:

@@ -248,39 +248,17 @@ class Trainer:
         """Sample held-out prompts with the EMA weights (rank 0), decode and score them."""
         scores = None
         if self.world.is_main:
-            from s2dit.diffusion.sampling import Condition
-            from s2dit.train.evaluate import generate_latents, write_samples
+            from s2dit.train.evaluate import evaluate_heldout
 
-            e = self.cfg.eval
             model = same_architecture(unwrap(self.model))
             model.load_state_dict(state)
             model.to(self.world.device).eval()
-            indices = (self.data.holdout or list(range(self.data.train_size)))[: e.prompts]
-            clips = self.data.clips(indices)
-            B = len(indices)
-            dev = self.world.device
-            cond = Condition(clips["text"].to(dev), clips["mask"].to(dev))
-            uncond = Condition(self.null[0].expand(B, -1, -1).to(dev), self.null[1].expand(B, -1).to(dev))
-            with autocast(self.cfg, dev):
-                latents = generate_latents(
-                    model,
-                    cond,
-                    uncond,
-                    tuple(clips["latents"].shape[1:]),
-                    steps=e.steps,
-                    cfg=e.cfg,
-                    shift=e.shift,
-                    sampler=e.sampler,
-                    seeds=[e.seed + i for i in range(B)],
-                )
             folder = self.out / "samples" / f"step-{self.step:07d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.save(latents.float().cpu(), folder / "latents.pt")
+            amp = autocast(self.cfg, self.world.device)
             vae = self.load_vae()
-            if vae is not None:
-                pixels = vae.decode(latents.float().cpu())
-                captions = [r.get("caption", "") for r in clips["rows"]]
-                scores = write_samples(folder, pixels, captions, clips["rows"], self.pipeline().fps)
+            scores = evaluate_heldout(
+                model, self.data, self.cfg.eval, vae, folder, self.pipeline().fps, self.world.device, amp
+            )
         self.world.barrier()
         return scores
 
