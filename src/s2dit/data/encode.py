@@ -73,7 +73,8 @@ def load_text_encoder(spec: str, max_length: int):
     return TextEncoder.from_folder(spec, max_length=max_length)
 
 
-def _rank() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
+    """torchrun's RANK and WORLD_SIZE (0 and 1 outside torchrun); no process group needed."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if not 0 <= rank < world:
         raise S2DitError(f"RANK={rank} is outside WORLD_SIZE={world}")
@@ -112,7 +113,7 @@ def encode_folder(cfg: EncodeConfig, progress: bool = True) -> dict:
         if old != cfg:
             raise S2DitError(f"{out} holds shards made with other settings ({describe_changes(old, cfg)})")
     out.mkdir(parents=True, exist_ok=True)
-    rank, world = _rank()
+    rank, world = rank_and_world()
     if rank == 0:
         save_config(cfg, out / "config.yaml")
     remove_stale_temporaries(out)

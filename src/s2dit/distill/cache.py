@@ -62,13 +62,6 @@ class CacheConfig:
         return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
-def rank_and_world() -> tuple[int, int]:
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if not 0 <= rank < world:
-        raise S2DitError(f"RANK={rank} is outside WORLD_SIZE={world}")
-    return rank, world
-
-
 def sample_path(out: Path, i: int) -> Path:
     return out / f"sample-{i:06d}.safetensors"
 
@@ -89,7 +82,7 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from s2dit.data.encode import load_text_encoder
+    from s2dit.data.encode import load_text_encoder, rank_and_world
     from s2dit.diffusion.pipeline import read_pipeline
     from s2dit.eval.micro_metrics import load_prompts
     from s2dit.model.denoiser import load_denoiser, text_dim

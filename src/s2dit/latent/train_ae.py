@@ -140,6 +140,45 @@ def latent_statistics(
     return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-3).tolist()
 
 
+def refuse_other_settings(out: Path, cfg) -> None:
+    """A run folder with a checkpoint resumes only with the same settings (its location may change)."""
+    saved = out / "config.yaml"
+    if saved.is_file() and (out / "checkpoint.pt").is_file():
+        old = dataclasses.replace(from_dict(type(cfg), yaml.safe_load(saved.read_text()) or {}), out=cfg.out)
+        if old != cfg:
+            raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
+
+
+def resume_step(out: Path, model, optimizer) -> int:
+    """Load ``checkpoint.pt`` into ``model`` and ``optimizer`` if there is one; the step to continue from."""
+    if not (out / "checkpoint.pt").is_file():
+        return 0
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"]
+
+
+class MetricWindow:
+    """Per-step metrics averaged between log lines, appended to ``train_log.jsonl``."""
+
+    def __init__(self, log, names: tuple[str, ...]):
+        self.log, self.names, self.rows = log, names, []
+        self.start = time.perf_counter()
+
+    def add(self, *values: float) -> None:
+        self.rows.append(values)
+
+    def write(self, step: int) -> dict:
+        means = (sum(v) / len(self.rows) for v in zip(*self.rows, strict=True))
+        metrics = {"step": step, **dict(zip(self.names, means, strict=True))}
+        metrics["seconds"] = time.perf_counter() - self.start
+        self.log.write(json.dumps(metrics) + "\n")
+        self.log.flush()
+        self.rows.clear()
+        return metrics
+
+
 def train_tiny_ae(cfg: AETrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
     """Train (or resume) a run; returns the last logged metrics. ``max_steps`` stops early (resumable)."""
     from tqdm import tqdm
@@ -147,33 +186,20 @@ def train_tiny_ae(cfg: AETrainConfig, max_steps: int | None = None, progress: bo
     from s2dit.data.video_folder import VideoFolderDataset
 
     out = Path(cfg.out)
-    saved = out / "config.yaml"
-    if saved.is_file() and (out / "checkpoint.pt").is_file():
-        # The folder's own location may change (a moved run resumes); nothing else may.
-        old = dataclasses.replace(
-            from_dict(AETrainConfig, yaml.safe_load(saved.read_text()) or {}), out=cfg.out
-        )
-        if old != cfg:
-            raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
+    refuse_other_settings(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, saved)
+    save_config(cfg, out / "config.yaml")
     dataset = VideoFolderDataset(cfg.data, cfg.video, random_start=True)
 
     torch.manual_seed(cfg.seed)
     model = TinyAutoencoder(cfg.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    step = 0
-    if (out / "checkpoint.pt").is_file():
-        state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
+    step = resume_step(out, model, optimizer)
     end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
     metrics: dict = {"step": step}
     bar = tqdm(total=end, initial=step, desc="train vae", unit="step", disable=not progress)
-    window: list[tuple[float, float, float]] = []
-    start = time.perf_counter()
     with open(out / "train_log.jsonl", "a") as log:
+        window = MetricWindow(log, ("l1", "kl", "psnr"))
         while step < end:
             pixels = _batch(dataset, cfg, step)
             recon, mean, logvar = model(pixels, sample=cfg.sample_posterior)
@@ -185,21 +211,11 @@ def train_tiny_ae(cfg: AETrainConfig, max_steps: int | None = None, progress: bo
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            window.append((rec.item(), kl.item(), psnr(recon.detach(), pixels)))
+            window.add(rec.item(), kl.item(), psnr(recon.detach(), pixels))
             bar.update()
             if step % cfg.log_every == 0 or step == end:
-                rec_m, kl_m, psnr_m = (sum(v) / len(window) for v in zip(*window, strict=True))
-                metrics = {
-                    "step": step,
-                    "l1": rec_m,
-                    "kl": kl_m,
-                    "psnr": psnr_m,
-                    "seconds": time.perf_counter() - start,
-                }
-                log.write(json.dumps(metrics) + "\n")
-                log.flush()
-                bar.set_postfix(l1=f"{rec_m:.4f}", psnr=f"{psnr_m:.1f}")
-                window.clear()
+                metrics = window.write(step)
+                bar.set_postfix(l1=f"{metrics['l1']:.4f}", psnr=f"{metrics['psnr']:.1f}")
             if step % cfg.checkpoint_every == 0 or step == end:
                 _save_checkpoint(out / "checkpoint.pt", model, optimizer, step)
     bar.close()

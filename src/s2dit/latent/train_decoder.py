@@ -15,17 +15,23 @@ resumes to the same result.
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
+from s2dit.config import VideoSpec, save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
-from s2dit.latent.train_ae import _batch, _save_checkpoint, psnr, save_tiny_ae, weighted_l1
+from s2dit.latent.train_ae import (
+    MetricWindow,
+    _batch,
+    _save_checkpoint,
+    psnr,
+    refuse_other_settings,
+    resume_step,
+    save_tiny_ae,
+    weighted_l1,
+)
 
 
 @dataclasses.dataclass
@@ -76,33 +82,21 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
     if not cfg.vae:
         raise S2DitError("--vae: the VAE to imitate is required (a Wan VAE folder or a tiny_ae folder)")
     out = Path(cfg.out)
-    saved = out / "config.yaml"
-    if saved.is_file() and (out / "checkpoint.pt").is_file():
-        old = dataclasses.replace(
-            from_dict(DecoderTrainConfig, yaml.safe_load(saved.read_text()) or {}), out=cfg.out
-        )
-        if old != cfg:
-            raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
+    refuse_other_settings(out, cfg)
     teacher = load_vae(cfg.vae)
     dataset = VideoFolderDataset(cfg.data, cfg.video, random_start=True)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, saved)
+    save_config(cfg, out / "config.yaml")
 
     torch.manual_seed(cfg.seed)
     model = TinyAutoencoder(dataclasses.replace(cfg.model, decodes_for=str(cfg.vae)))
     optimizer = torch.optim.AdamW(model.decoder_parameters(), lr=cfg.lr, weight_decay=0.0)
-    step = 0
-    if (out / "checkpoint.pt").is_file():
-        state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
+    step = resume_step(out, model, optimizer)
     end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
     metrics: dict = {"step": step}
-    window: list[tuple[float, float]] = []
-    start = time.perf_counter()
     bar = tqdm(total=end, initial=step, desc="train decoder", unit="step", disable=not progress)
     with open(out / "train_log.jsonl", "a") as log:
+        window = MetricWindow(log, ("l1", "psnr_vs_target"))
         while step < end:
             pixels = _batch(dataset, cfg, step)
             with torch.no_grad():
@@ -119,20 +113,11 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
             torch.nn.utils.clip_grad_norm_(model.decoder_parameters(), 1.0)
             optimizer.step()
             step += 1
-            window.append((loss.item(), psnr(decoded.detach(), target)))
+            window.add(loss.item(), psnr(decoded.detach(), target))
             bar.update()
             if step % cfg.log_every == 0 or step == end:
-                l1, db = (sum(v) / len(window) for v in zip(*window, strict=True))
-                metrics = {
-                    "step": step,
-                    "l1": l1,
-                    "psnr_vs_target": db,
-                    "seconds": time.perf_counter() - start,
-                }
-                log.write(json.dumps(metrics) + "\n")
-                log.flush()
-                bar.set_postfix(l1=f"{l1:.4f}", psnr=f"{db:.1f}")
-                window.clear()
+                metrics = window.write(step)
+                bar.set_postfix(l1=f"{metrics['l1']:.4f}", psnr=f"{metrics['psnr_vs_target']:.1f}")
             if step % cfg.checkpoint_every == 0 or step == end:
                 _save_checkpoint(out / "checkpoint.pt", model, optimizer, step)
     bar.close()
