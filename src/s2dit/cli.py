@@ -203,67 +203,101 @@ def eval_vae(
 
 @eval_app.command("model")
 def eval_model(
-    checkpoint: Path = typer.Option(
-        ..., help="A trained run, its model/ folder, or a Wan folder with pipeline.yaml."
+    checkpoint: list[Path] = typer.Option(
+        ...,
+        help="A trained run, its model/ folder, or a Wan folder with pipeline.yaml. Repeat to compare "
+        "models in one run: the first is the reference of the 'relative' column.",
     ),
     latents: Path = typer.Option(
         ..., help="The encoded latent folder whose held-out clips give the prompts."
     ),
     out: Path = typer.Option(
-        ..., help="Folder for latents.pt, videos, contact sheet, prompts.jsonl, scores.json."
+        ..., help="Folder for latents.pt, videos, contact sheet, prompts.jsonl, scores.json (one per model)."
     ),
     holdout: int = typer.Option(64, help="The folder's last clips held out from training."),
     prompts: int = typer.Option(16, help="Held-out prompts to sample."),
-    steps: int | None = typer.Option(None, help="Sampling steps (default: the model's pipeline.yaml)."),
-    cfg: float | None = typer.Option(None, help="CFG scale g (default: the model's)."),
-    shift: float | None = typer.Option(None, help="Schedule shift (default: the model's)."),
-    sampler: str | None = typer.Option(None, help="euler or unipc (default: the model's)."),
+    steps: int | None = typer.Option(None, help="Sampling steps (default: each model's pipeline.yaml)."),
+    cfg: float | None = typer.Option(None, help="CFG scale g (default: each model's)."),
+    shift: float | None = typer.Option(None, help="Schedule shift (default: each model's)."),
+    sampler: str | None = typer.Option(
+        None, help="euler, unipc or stream (default: each model's; stream: chunk by chunk, S2DiT only)."
+    ),
+    frames: int | None = typer.Option(
+        None, help="Latent frames per video (default: the training length; e.g. 4x it for long streams)."
+    ),
     seed: int = typer.Option(0, help="Prompt i's noise is seeded by seed + i."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON."),
 ) -> None:
-    """Sample held-out prompts from a checkpoint with CFG and score them (the training's evaluation)."""
+    """Sample held-out prompts from one or more checkpoints and score them (the training's evaluation),
+    with each model's sampling time per video measured in the same run."""
+    import json
+
     import torch
 
+    from s2dit.atomic import write_text_atomic
     from s2dit.data.encode import load_vae
     from s2dit.diffusion.pipeline import read_pipeline
-    from s2dit.diffusion.sampling import SAMPLERS
     from s2dit.model.denoiser import load_denoiser
     from s2dit.train.config import EvalConfig
     from s2dit.train.data import LatentBatches
     from s2dit.train.evaluate import evaluate_heldout
 
     _check_device(device)
-    if not checkpoint.exists():
-        raise S2DitError(f"--checkpoint {checkpoint} does not exist")
-    info = read_pipeline(checkpoint)
-    e = EvalConfig(
-        prompts=prompts,
-        steps=steps or info.steps,
-        cfg=info.cfg if cfg is None else cfg,
-        shift=shift or info.shift,
-        sampler=sampler or info.sampler,
-        seed=seed,
-    )
-    if e.sampler not in SAMPLERS:
-        raise S2DitError(f"--sampler {e.sampler!r}: choose from {', '.join(SAMPLERS)}")
-    data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
-    model = load_denoiser(checkpoint, device)
-    vae = load_vae(info.vae) if info.vae else None
-    scores = evaluate_heldout(model, data, e, vae, out, info.fps, torch.device(device))
-    if scores is None:
-        console.print(f"latents written to {out} (no VAE, or no micro-world prompts: nothing scored)")
-        return
-    rows = [
-        *((k, f"{v:.3f}") for k, v in scores["accuracy"].items()),
-        ("overall", f"{scores['overall']:.3f}"),
-    ]
-    console.print(
-        _table(
-            f"{checkpoint}: {scores['clips']} held-out prompts, {e.steps} steps, CFG {e.cfg}",
-            ("", "score"),
-            rows,
+    for c in checkpoint:
+        if not c.exists():
+            raise S2DitError(f"--checkpoint {c} does not exist")
+    if sampler is not None and sampler not in ("euler", "unipc", "stream"):
+        raise S2DitError(f"--sampler {sampler!r}: choose from euler, unipc, stream")
+    if frames is not None and frames < 1:
+        raise S2DitError(f"--frames {frames} must be at least 1")
+    results = []
+    for n, path in enumerate(checkpoint):
+        info = read_pipeline(path)
+        e = EvalConfig(
+            prompts=prompts,
+            steps=steps or info.steps,
+            cfg=info.cfg if cfg is None else cfg,
+            shift=shift or info.shift,
+            sampler=sampler or info.sampler,
+            seed=seed,
         )
-    )
+        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
+        model = load_denoiser(path, device)
+        if e.sampler == "stream" and not hasattr(model, "forward_chunk"):
+            raise S2DitError(f"{path} is not an S2DiT: it cannot stream (use --sampler unipc)")
+        vae = load_vae(info.vae) if info.vae else None
+        folder = out if len(checkpoint) == 1 else out / f"{n}-{path.name}"
+        scores = evaluate_heldout(
+            model, data, e, vae, folder, info.fps, torch.device(device), stream=info.stream, frames=frames
+        )
+        if scores is None:
+            console.print(f"{path}: latents written to {folder} (no VAE, or no micro-world prompts)")
+            continue
+        steps_text = f"{info.stream.steps} + commit, streamed" if e.sampler == "stream" else str(e.steps)
+        cfg_text = "-" if e.sampler == "stream" else f"{e.cfg:g}"
+        results.append({"checkpoint": str(path), "steps": steps_text, "cfg": cfg_text, **scores})
+    if not results:
+        return
+    reference = results[0]["overall"]
+    keys = list(results[0]["accuracy"])
+    rows = [
+        (
+            r["checkpoint"],
+            r["steps"],
+            r["cfg"],
+            *(f"{r['accuracy'][k]:.3f}" for k in keys),
+            f"{r['overall']:.3f}",
+            f"{r['overall'] / reference:.3f}" if reference else "-",
+            f"{r['seconds_per_video']:.2f}",
+        )
+        for r in results
+    ]
+    columns = ("model", "steps", "cfg", *keys, "overall", "relative", "s/video")
+    console.print(_table(f"{results[0]['clips']} held-out prompts, {device}", columns, rows))
+    if json_out is not None:
+        payload = {"schema": "s2dit.eval_models/1", "device": device, "frames": frames, "models": results}
+        write_text_atomic(json_out, json.dumps(payload, indent=1))
     console.print(f"samples and scores: {out}")
 
 
@@ -914,6 +948,7 @@ def distill_cache(
     negative: str = typer.Option("", help="Negative prompt (the u of CFG)."),
     seed: int = typer.Option(0, help="Sample i starts from noise seeded by seed + i."),
     batch: int = typer.Option(4, help="Prompts per teacher batch."),
+    count: int = typer.Option(0, help="Use the first N prompts only (0: all; keep held-out ones out)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Cache teacher ODE trajectories (resumable; under torchrun each rank makes its own samples)."""
@@ -931,6 +966,7 @@ def distill_cache(
         negative=negative,
         seed=seed,
         batch=batch,
+        count=count,
     )
     done = build_cache(config, device)
     state = "complete" if done["complete"] else "this rank's part done"

@@ -96,3 +96,36 @@ def test_the_shipped_micro_teacher_loads_and_predicts(repo_root):
     assert (
         v.shape == x.shape and torch.isfinite(v).all() and v.abs().mean() > 0.1
     )  # trained: not the zero init
+
+
+def test_wan22_two_experts_route_each_frame_by_the_boundary(wan, tmp_path):
+    import json
+
+    from s2dit.model.wan import WanTwoExperts
+
+    folder = tmp_path / "wan22"
+    wan.save_pretrained(folder / "transformer")
+    torch.manual_seed(5)
+    low = WanTransformer3DModel(**CONFIG).eval()
+    for p in low.parameters():
+        p.data.normal_(0, 0.05)
+    low.save_pretrained(folder / "transformer_2")
+    with pytest.raises(S2DitError, match="boundary_ratio"):
+        load_denoiser(folder)
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "WanPipeline", "boundary_ratio": 0.875})
+    )
+    model = load_denoiser(folder)
+    assert isinstance(model, WanTwoExperts) and model.boundary == 875.0
+    x, text = inputs()
+    high_only, low_only = WanDenoiser(wan), WanDenoiser(low)
+    with torch.no_grad():
+        for level, expert in ((900.0, high_only), (875.0, high_only), (500.0, low_only)):
+            t = torch.full((2, 3), level)
+            assert torch.allclose(model(x, t, text), expert(x, t, text), atol=1e-6)
+        mixed = torch.tensor([[950.0, 700.0, 100.0], [880.0, 880.0, 874.0]])
+        out, hi, lo = model(x, mixed, text), high_only(x, mixed, text), low_only(x, mixed, text)
+    for b in range(2):
+        for f in range(3):
+            want = hi if mixed[b, f] >= 875 else lo
+            assert torch.allclose(out[b, :, f], want[b, :, f], atol=1e-6)

@@ -76,7 +76,8 @@ class StreamSampler:
 
     ``model`` is an :class:`~s2dit.model.transformer.S2DiT` (it needs ``init_state``/``forward_chunk``);
     ``size`` is the latent ``(H, W)``; ``channels`` the latent channels; ``cache_dtype`` the dtype of the
-    K/V caches (default: the weights').
+    K/V caches (default: the weights'). ``seed``: one seed for the batch, or one per stream (then each
+    stream's noise is its own, whatever else is in the batch: what distributed training needs).
     """
 
     def __init__(
@@ -85,7 +86,7 @@ class StreamSampler:
         cond: Condition,
         size: tuple[int, int],
         settings: StreamSettings | None = None,
-        seed: int = 0,
+        seed: int | list[int] = 0,
         channels: int | None = None,
         cache_dtype: torch.dtype | None = None,
     ):
@@ -118,31 +119,65 @@ class StreamSampler:
             (self.batch, self.settings.chunk_frames), sigma * NUM_TRAIN_TIMESTEPS, device=self.device
         )
 
-    @torch.no_grad()
-    def next_chunk(self) -> torch.Tensor:
-        """Denoise the next chunk (state read-only), commit it, return its clean latents."""
+    def _noise(self) -> torch.Tensor:
+        draws, k = self.settings.steps + 1, self.chunks_done
+        if isinstance(self.seed, int):
+            return chunk_noise(self.seed, k, self.chunk_shape, draws)
+        if len(self.seed) != self.batch:
+            raise ValueError(f"{len(self.seed)} seeds for a batch of {self.batch} streams")
+        one = (1, *self.chunk_shape[1:])
+        return torch.cat([chunk_noise(s, k, one, draws) for s in self.seed], dim=1)
+
+    def next_chunk(self, exit_step: int | None = None, grad: bool = False) -> torch.Tensor:
+        """Denoise the next chunk (state read-only), commit it, return its clean latents.
+
+        Self-forcing training (``s2dit.distill.dmd``) rolls out through this same method:
+        ``exit_step`` stops the chunk's loop after that step (its x0 prediction is the chunk) and ``grad``
+        keeps the autograd graph of that one step. Earlier steps and the commit never carry gradient.
+        """
         s = self.settings
-        noise = chunk_noise(self.seed, self.chunks_done, self.chunk_shape, s.steps + 1).to(self.device)
+        noise = self._noise().to(self.device)
         x0 = denoise_chunk(
-            lambda x, t: self.model.forward_chunk(x, t, self.state), noise, s.sigmas, self._timesteps
+            lambda x, t: self.model.forward_chunk(x, t, self.state),
+            noise,
+            s.sigmas,
+            self._timesteps,
+            exit_step,
+            grad,
         )
-        context = commit_input(x0, noise[-1], s.context_t)
-        self.model.forward_chunk(
-            context, self._timesteps(s.context_t / NUM_TRAIN_TIMESTEPS), self.state, True
-        )
+        with torch.no_grad():
+            context = commit_input(x0.detach(), noise[-1], s.context_t)
+            self.model.forward_chunk(
+                context, self._timesteps(s.context_t / NUM_TRAIN_TIMESTEPS), self.state, True
+            )
         self.chunks_done += 1
         return x0
 
 
-def denoise_chunk(velocity, noise: torch.Tensor, sigmas: list[float], timesteps) -> torch.Tensor:
+def denoise_chunk(
+    velocity,
+    noise: torch.Tensor,
+    sigmas: list[float],
+    timesteps,
+    exit_step: int | None = None,
+    grad: bool = False,
+) -> torch.Tensor:
     """The few-step loop of one chunk: ``x0 = x - σ·v``, re-noised with ``noise[i + 1]`` to the next
-    level. ``velocity(x, t)``; ``noise [steps + 1, B, C, c, H, W]`` (the last draw is for the commit)."""
+    level. ``velocity(x, t)``; ``noise [steps + 1, B, C, c, H, W]`` (the last draw is for the commit).
+
+    ``exit_step``: stop after that step (default: the last); ``grad``: record the autograd graph of the
+    exit step only (the steps before it run without gradient).
+    """
+    last = len(sigmas) - 1 if exit_step is None else exit_step
+    if not 0 <= last < len(sigmas):
+        raise ValueError(f"exit_step {exit_step} is not one of the {len(sigmas)} steps")
     x = noise[0].to(dtype=torch.float32)
     x0 = x
-    for i, sigma in enumerate(sigmas):
-        t = timesteps(sigma)
-        x0 = x0_from_velocity(x, velocity(x, t).float(), t / NUM_TRAIN_TIMESTEPS)
-        if i + 1 < len(sigmas):
+    for i, sigma in enumerate(sigmas[: last + 1]):
+        with torch.set_grad_enabled(grad and i == last):
+            t = timesteps(sigma)
+            x0 = x0_from_velocity(x, velocity(x, t).float(), t / NUM_TRAIN_TIMESTEPS)
+        if i < last:
             x = add_noise(x0, noise[i + 1].float(), torch.full_like(t, sigmas[i + 1]))
     return x0
 

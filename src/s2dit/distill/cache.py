@@ -29,6 +29,7 @@ from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
 from s2dit.diffusion.sampling import Condition, euler, guided, sigma_schedule
 from s2dit.errors import S2DitError
+from s2dit.train.data import Epochs
 
 COMPLETE = "COMPLETE"
 
@@ -46,10 +47,11 @@ class CacheConfig:
     seed: int = 0  # sample i starts from noise seeded by seed + i
     batch: int = 4
     frames: int | None = None  # latent frames (default: the teacher's latent shape)
+    count: int = 0  # the first N prompts only (0: all), e.g. to keep a world's held-out prompts out
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1 or self.cfg < 0:
-            raise S2DitError("--steps and --batch must be at least 1, --cfg at least 0")
+        if self.steps < 1 or self.batch < 1 or self.cfg < 0 or self.count < 0:
+            raise S2DitError("--steps and --batch must be at least 1, --cfg and --count at least 0")
         if self.keep != "all" and not (self.keep.isdigit() and 2 <= int(self.keep) <= self.steps + 1):
             raise S2DitError(f"--keep {self.keep!r}: 'all' or a count from 2 to steps + 1 ({self.steps + 1})")
 
@@ -91,6 +93,10 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     if not cfg.teacher or not Path(cfg.teacher).exists():
         raise S2DitError(f"--teacher {cfg.teacher!r} does not exist")
     prompts = [r["caption"] for r in load_prompts(cfg.prompts)]
+    if cfg.count:
+        if cfg.count > len(prompts):
+            raise S2DitError(f"--count {cfg.count}: {cfg.prompts} holds only {len(prompts)} prompts")
+        prompts = prompts[: cfg.count]
     info = read_pipeline(cfg.teacher)
     shape = list(info.latent_shape)
     if cfg.frames:
@@ -199,10 +205,48 @@ class TrajectoryCache(torch.utils.data.Dataset):
         return self.meta["samples"]
 
     def __getitem__(self, i: int) -> dict:
+        return self.read(i)
+
+    def read(self, i: int, levels: list[int] | None = None) -> dict:
+        """Sample ``i``; with ``levels``, only those kept states are read (``states [len(levels), ...]``)."""
         from safetensors import safe_open
 
         with safe_open(sample_path(self.folder, i), "pt") as f:
-            item = {k: f.get_tensor(k) for k in ("states", "sigmas", "text")}
+            item = {k: f.get_tensor(k) for k in ("sigmas", "text")}
+            if levels is None:
+                item["states"] = f.get_tensor("states")
+            else:
+                states = f.get_slice("states")
+                item["states"] = torch.stack([states[j] for j in levels])
+                item["sigmas"] = item["sigmas"][levels]
             item["prompt"] = f.metadata()["prompt"]
         item["timesteps"] = item["sigmas"] * NUM_TRAIN_TIMESTEPS
         return item
+
+
+class TrajectoryBatches(Epochs):
+    """A trajectory cache addressed by global sample position, like the trainer's latent batches.
+
+    ``levels(position, sigmas) -> indices`` says which kept states a sample contributes (read alone, so a
+    cache that keeps all 49 levels costs only what a step uses); ``sigmas`` are the cache's kept levels.
+    """
+
+    def __init__(self, folder: str, text_len: int, seed: int, levels):
+        self.cache = TrajectoryCache(folder)
+        super().__init__(len(self.cache), seed)
+        self.sigmas = list(self.cache.meta["sigmas"])
+        self.text_len, self.levels = text_len, levels
+
+    def batch(self, positions: list[int]) -> dict:
+        """``states [b, n, C, T, H, W]``, ``sigmas [b, n]``, padded ``text`` and ``mask``, ``positions``."""
+        from s2dit.train.data import pad_text
+
+        items = [self.cache.read(self.index(p), self.levels(p, self.sigmas)) for p in positions]
+        text, mask = pad_text([it["text"] for it in items], self.text_len)
+        return {
+            "states": torch.stack([it["states"] for it in items]),
+            "sigmas": torch.stack([it["sigmas"] for it in items]),
+            "text": text,
+            "mask": mask,
+            "positions": positions,
+        }

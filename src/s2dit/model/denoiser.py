@@ -24,7 +24,7 @@ from s2dit.config import from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.model.config import ModelConfig, preset
 from s2dit.model.transformer import S2DiT
-from s2dit.model.wan import WanConfig, WanDenoiser
+from s2dit.model.wan import WanConfig, WanDenoiser, WanTwoExperts
 
 KINDS = ("s2dit", "wan")
 
@@ -55,8 +55,9 @@ def build_denoiser(spec: DenoiserSpec) -> nn.Module:
         from s2dit.model.init import init_from_full_attention
 
         source = load_denoiser(spec.init)
-        heads = source.transformer.config.num_attention_heads if isinstance(source, WanDenoiser) else None
-        state = source.transformer.state_dict() if isinstance(source, WanDenoiser) else source.state_dict()
+        wan = isinstance(source, WanDenoiser | WanTwoExperts)  # two experts: the high-noise one
+        heads = source.transformer.config.num_attention_heads if wan else None
+        state = source.transformer.state_dict() if wan else source.state_dict()
         init_from_full_attention(model, state, wan_heads=heads)
     return model
 
@@ -118,13 +119,16 @@ def load_denoiser(path: str | os.PathLike, device: str | torch.device = "cpu") -
         model = S2DiT(config)
         model.load_state_dict(load_file(path / "model.safetensors"))
         return model.to(device).eval()
+    if (path / "transformer_2" / "config.json").is_file():
+        return WanTwoExperts.from_folder(path).to(device).eval()
     if (path / "config.json").is_file() or (path / "transformer" / "config.json").is_file():
         return WanDenoiser.from_folder(path).to(device).eval()
     raise S2DitError(
         f"{path}: not a denoiser folder (expected s2dit.yaml + model.safetensors, a diffusers "
-        "WanTransformer3DModel folder, or a training run with model/)"
+        "WanTransformer3DModel folder, a Wan pipeline folder with transformer/ (and transformer_2/ for "
+        "Wan2.2's two experts), or a training run with model/)"
     )
 
 
 def text_dim(model: nn.Module) -> int:
-    return model.text_dim if isinstance(model, WanDenoiser) else model.config.text_dim
+    return model.text_dim if isinstance(model, WanDenoiser | WanTwoExperts) else model.config.text_dim

@@ -136,3 +136,63 @@ class WanDenoiser(nn.Module):
         same = bool((t == t[:, :1]).all())
         timestep = t[:, 0] if same else t.repeat_interleave((H // 2) * (W // 2), dim=1)
         return self.transformer(x, timestep, text, return_dict=False)[0]
+
+
+class WanTwoExperts(nn.Module):
+    """Wan2.2 A14B's mixture of two experts behind the same call as :class:`WanDenoiser`.
+
+    ``high`` (the pipeline's ``transformer/``) denoises timesteps ``t >= boundary`` and ``low``
+    (``transformer_2/``) those below; ``boundary = boundary_ratio · 1000`` with ``boundary_ratio`` from the
+    pipeline's ``model_index.json`` (0.875 for Wan2.2-T2V-A14B). Frames of one clip at levels on both sides
+    of the boundary (per-frame timesteps) get each frame from its own expert.
+    """
+
+    def __init__(self, high: WanDenoiser, low: WanDenoiser, boundary: float):
+        super().__init__()
+        if not 0 < boundary < 1000:
+            raise ConfigError(f"the expert boundary {boundary} must lie inside (0, 1000)")
+        self.high, self.low, self.boundary = high, low, boundary
+        if high.text_dim != low.text_dim:
+            raise ConfigError(f"the experts read {high.text_dim}-d and {low.text_dim}-d text")
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike, dtype: torch.dtype | None = None) -> WanTwoExperts:
+        """A diffusers Wan2.2 pipeline folder: ``transformer/``, ``transformer_2/``, ``model_index.json``."""
+        path = Path(path)
+        index = path / "model_index.json"
+        ratio = json.loads(index.read_text()).get("boundary_ratio") if index.is_file() else None
+        if ratio is None:
+            raise S2DitError(
+                f"{path} has transformer_2/ but no boundary_ratio in model_index.json: "
+                "a two-expert Wan2.2 pipeline needs it"
+            )
+        high = WanDenoiser.from_folder(path / "transformer", dtype)
+        low = WanDenoiser.from_folder(path / "transformer_2", dtype)
+        return cls(high, low, float(ratio) * 1000.0)
+
+    @property
+    def text_dim(self) -> int:
+        return self.high.text_dim
+
+    @property
+    def transformer(self) -> nn.Module:
+        """The high-noise expert (what initialises a student: the structure starts from noise)."""
+        return self.high.transformer
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor | None = None,
+        chunk_frames: int | None = None,
+    ) -> torch.Tensor:
+        """Velocity ``[B, C, T, H, W]`` from the expert of each frame's timestep ``t [B, T]``."""
+        high = t >= self.boundary
+        if bool(high.all()):
+            return self.high(x, t, text, text_mask, chunk_frames)
+        if not bool(high.any()):
+            return self.low(x, t, text, text_mask, chunk_frames)
+        v_high = self.high(x, t, text, text_mask, chunk_frames)
+        v_low = self.low(x, t, text, text_mask, chunk_frames)
+        return torch.where(high[:, None, :, None, None], v_high, v_low)

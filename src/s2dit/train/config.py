@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from s2dit.diffusion.flow import TimestepSampling
+from s2dit.distill.config import DistillConfig
 from s2dit.errors import ConfigError
 from s2dit.model.denoiser import DenoiserSpec
 
@@ -45,12 +46,17 @@ class EvalConfig:
     steps: int = 50
     cfg: float = 5.0  # classifier-free guidance scale g in u + g·(c - u)
     shift: float = 3.0  # sampling schedule shift
-    sampler: str = "unipc"
+    sampler: str = "unipc"  # "unipc", "euler", or "stream" (chunk by chunk with the run's stream settings)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.every < 0 or self.prompts < 1 or self.steps < 1:
             raise ConfigError("eval: every >= 0, prompts >= 1 and steps >= 1 are required")
+        if self.sampler not in ("unipc", "euler", "stream"):
+            raise ConfigError(f"eval.sampler: {self.sampler!r} must be 'unipc', 'euler' or 'stream'")
+
+
+METHODS = ("flow_matching", "kd", "causal_ode", "dmd")
 
 
 @dataclasses.dataclass
@@ -58,11 +64,13 @@ class TrainConfig:
     """A training run. ``batch_size`` is global: split over processes and accumulation steps."""
 
     out: str = "runs/train"
+    method: str = "flow_matching"  # or a distillation stage: "kd", "causal_ode", "dmd" (see distill)
     model: DenoiserSpec = dataclasses.field(default_factory=DenoiserSpec)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     timesteps: TimestepSampling = dataclasses.field(default_factory=TimestepSampling)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     vae: str = ""  # decoder for evaluation samples; default: the VAE that encoded data.latents
     steps: int = 10000
     batch_size: int = 8
@@ -96,6 +104,10 @@ class TrainConfig:
             )
         if not 0 <= self.cfg_dropout < 1 or not 0 <= self.ema_decay < 1 or self.chunk_frames < 0:
             raise ConfigError("cfg_dropout and ema_decay must lie in [0, 1); chunk_frames must be >= 0")
+        if self.method not in METHODS:
+            raise ConfigError(f"method: {self.method!r} must be one of {', '.join(METHODS)}")
+        if self.method == "dmd" and self.grad_accum != 1:
+            raise ConfigError("method dmd updates two models in turn: grad_accum must be 1")
         if self.parallel not in ("ddp", "fsdp"):
             raise ConfigError(f"parallel: {self.parallel!r} must be 'ddp' or 'fsdp'")
         if self.precision not in ("auto", "float32", "bfloat16"):

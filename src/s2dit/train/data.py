@@ -33,18 +33,12 @@ def sample_generator(seed: int, position: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + position) % (2**63))
 
 
-class LatentBatches:
-    """Training (and held-out) clips of a latent folder, addressed by global sample position."""
+class Epochs:
+    """Global sample position -> item index: position ``p`` is item ``perm_e[p mod N]`` of epoch
+    ``e = p div N``, a fresh permutation per epoch seeded by ``(seed, e)``."""
 
-    def __init__(self, folder: str, text_len: int, holdout: int, seed: int):
-        self.dataset = LatentShardDataset(folder)
-        self.train_size = len(self.dataset) - holdout
-        if self.train_size < 1:
-            raise S2DitError(
-                f"{folder} has {len(self.dataset)} clips: too few to hold out {holdout} for evaluation"
-            )
-        self.holdout = list(range(self.train_size, len(self.dataset)))
-        self.text_len, self.seed = text_len, seed
+    def __init__(self, size: int, seed: int):
+        self.train_size, self.seed = size, seed
         self._perms: dict[int, list[int]] = {}
 
     def index(self, position: int) -> int:
@@ -53,6 +47,21 @@ class LatentBatches:
             g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
             self._perms = {epoch: torch.randperm(self.train_size, generator=g).tolist()}
         return self._perms[epoch][k]
+
+
+class LatentBatches(Epochs):
+    """Training (and held-out) clips of a latent folder, addressed by global sample position."""
+
+    def __init__(self, folder: str, text_len: int, holdout: int, seed: int):
+        self.dataset = LatentShardDataset(folder)
+        train_size = len(self.dataset) - holdout
+        if train_size < 1:
+            raise S2DitError(
+                f"{folder} has {len(self.dataset)} clips: too few to hold out {holdout} for evaluation"
+            )
+        super().__init__(train_size, seed)
+        self.holdout = list(range(train_size, len(self.dataset)))
+        self.text_len = text_len
 
     def clips(self, indices: list[int]) -> dict:
         """Clips by dataset index: latents ``[b, C, T, H, W]``, text ``[b, text_len, D]``, mask, rows."""

@@ -99,5 +99,21 @@ def no_sync(model: nn.Module, sync: bool):
     return nullcontext()
 
 
+def average_gradients(model: nn.Module, world: World) -> None:
+    """Average the gradients of a model that is not wrapped by DDP over processes (no-op alone).
+    Every process must own the same parameters with gradients (the same step structure)."""
+    if not world.distributed:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if grads:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world.size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") and hasattr(model, "no_sync") else model

@@ -44,10 +44,30 @@ def generate_latents(
 
 
 @torch.no_grad()
-def evaluate_heldout(model, data, e, vae, folder: Path, fps: float, device, amp=None) -> dict | None:
+def stream_latents(
+    model, cond: Condition, shape: tuple[int, ...], settings, seeds: list[int]
+) -> torch.Tensor:
+    """``[B, *shape]`` latents streamed chunk by chunk (``s2dit stream``'s sampler, no CFG); stream ``i``
+    is seeded by ``seeds[i]``. ``shape = (C, T, H, W)`` with ``T`` a whole number of chunks."""
+    from s2dit.diffusion.streaming import StreamSampler
+
+    C, T, H, W = shape
+    if T % settings.chunk_frames:
+        raise S2DitError(f"{T} latent frames are not whole chunks of {settings.chunk_frames}")
+    sampler = StreamSampler(model, cond, (H, W), settings, seed=seeds, channels=C)
+    return torch.cat([sampler.next_chunk() for _ in range(T // settings.chunk_frames)], dim=2)
+
+
+@torch.no_grad()
+def evaluate_heldout(
+    model, data, e, vae, folder: Path, fps: float, device, amp=None, stream=None, frames: int | None = None
+) -> dict | None:
     """Sample the first ``e.prompts`` held-out prompts of ``data`` (a ``LatentBatches``) with CFG against
-    the empty prompt, save the latents, decode with ``vae`` (if any) and write videos, a contact sheet and
-    scores into ``folder``. ``e`` is an ``EvalConfig``; returns the micro scores (or None)."""
+    the empty prompt (or, with ``e.sampler == "stream"``, streamed with the ``stream`` settings), save the
+    latents, decode with ``vae`` (if any) and write videos, a contact sheet and scores into ``folder``.
+    ``e`` is an ``EvalConfig``; ``frames``: latent frames per clip (default: the data's). Returns the micro
+    scores with ``seconds_per_video`` (sampling only, no decode), or None."""
+    import time
     from contextlib import nullcontext
 
     indices = (data.holdout or list(range(data.train_size)))[: e.prompts]
@@ -56,25 +76,41 @@ def evaluate_heldout(model, data, e, vae, folder: Path, fps: float, device, amp=
     B = len(indices)
     cond = Condition(clips["text"].to(device), clips["mask"].to(device))
     uncond = Condition(null_text.expand(B, -1, -1).to(device), null_mask.expand(B, -1).to(device))
+    shape = list(clips["latents"].shape[1:])
+    shape[1] = frames or shape[1]
+    seeds = [e.seed + i for i in range(B)]
+    tick = time.perf_counter()
     with amp or nullcontext():
-        latents = generate_latents(
-            model,
-            cond,
-            uncond,
-            tuple(clips["latents"].shape[1:]),
-            steps=e.steps,
-            cfg=e.cfg,
-            shift=e.shift,
-            sampler=e.sampler,
-            seeds=[e.seed + i for i in range(B)],
-        )
+        if e.sampler == "stream":
+            if stream is None:
+                raise S2DitError("streamed evaluation needs the model's stream settings")
+            latents = stream_latents(model, cond, tuple(shape), stream, seeds)
+        else:
+            latents = generate_latents(
+                model,
+                cond,
+                uncond,
+                tuple(shape),
+                steps=e.steps,
+                cfg=e.cfg,
+                shift=e.shift,
+                sampler=e.sampler,
+                seeds=seeds,
+            )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - tick) / B
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(latents.float().cpu(), folder / "latents.pt")
     if vae is None:
         return None
     pixels = vae.decode(latents.float().cpu())
     captions = [r.get("caption", "") for r in clips["rows"]]
-    return write_samples(folder, pixels, captions, clips["rows"], fps)
+    scores = write_samples(folder, pixels, captions, clips["rows"], fps)
+    if scores is not None:
+        scores["seconds_per_video"] = seconds
+        write_text_atomic(folder / "scores.json", json.dumps(scores, indent=1))
+    return scores
 
 
 def write_samples(

@@ -29,7 +29,7 @@ class FlowMatching:
                 text[i], mask[i] = null[0][0], null[1][0]
         return {"x0": x0, "noise": noise, "sigma": sigma, "text": text, "mask": mask}
 
-    def loss(self, model, batch: dict, null, device: torch.device) -> tuple[torch.Tensor, dict]:
+    def loss(self, model, batch: dict, null, device, step: int = 0) -> tuple[torch.Tensor, dict]:
         d = {k: v.to(device) for k, v in self.inputs(batch, null).items()}
         x = add_noise(d["x0"], d["noise"], d["sigma"])
         v = model(x, d["sigma"] * NUM_TRAIN_TIMESTEPS, d["text"], d["mask"], chunk_frames=self.chunk_frames)

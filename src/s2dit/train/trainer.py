@@ -1,9 +1,11 @@
 """The trainer: ``s2dit train --config FILE`` (one process, or many under torchrun).
 
-Every method (flow-matching pretraining here; KD and DMD later) supplies ``loss(model, batch, null,
-device)``; the trainer does the rest: DDP / FSDP2, bf16 autocast on GPUs, gradient accumulation and
-clipping, EMA, the learning-rate schedule, logging, atomic checkpoints with exact resume, periodic
-evaluation, and the exported model (EMA weights) in ``out/model``.
+Every method (``method:`` flow-matching pretraining, or a distillation stage of :mod:`s2dit.distill`:
+cached KD, causal ODE regression, DMD with self-forcing) supplies ``loss(model, batch, null, device, step)
+-> (loss, logs)`` and may bring its own ``data`` (``batch(positions)``); the trainer does the rest: DDP /
+FSDP2, bf16 autocast on GPUs, gradient accumulation and clipping, EMA, the learning-rate schedule,
+logging, atomic checkpoints with exact resume, periodic evaluation, and the exported model (EMA weights)
+in ``out/model``.
 
 Run folder::
 
@@ -32,7 +34,7 @@ from s2dit.model.denoiser import build_denoiser, resolve_spec, same_architecture
 from s2dit.train import checkpoint
 from s2dit.train.config import TrainConfig
 from s2dit.train.data import LatentBatches, rank_positions
-from s2dit.train.distributed import World, no_sync, setup, unwrap, wrap
+from s2dit.train.distributed import World, average_gradients, no_sync, setup, unwrap, wrap
 from s2dit.train.ema import EMA
 from s2dit.train.log import MetricLog
 from s2dit.train.methods import FlowMatching
@@ -69,6 +71,26 @@ def check_run_folder(cfg: TrainConfig) -> None:
             raise S2DitError(f"{cfg.out} holds a run with other settings ({describe_changes(old, cfg)})")
 
 
+def build_method(cfg: TrainConfig, world: World):
+    """The training method named by ``cfg.method``."""
+    d = cfg.distill
+    if cfg.method == "flow_matching":
+        return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames)
+    if cfg.method in ("kd", "causal_ode") and not d.cache:
+        raise S2DitError(f"method {cfg.method} needs distill.cache (a folder made by s2dit distill cache)")
+    if cfg.method == "kd":
+        from s2dit.distill.kd import CachedKD
+
+        return CachedKD(d.cache, cfg.data.text_len, cfg.timesteps, cfg.seed, d.velocity_weight, d.flow_weight)
+    if cfg.method == "causal_ode":
+        from s2dit.distill.kd import CausalODE
+
+        return CausalODE(d.cache, cfg.data.text_len, d.stream, cfg.seed)
+    from s2dit.distill.dmd import DMD
+
+    return DMD(d, world, cfg.seed, cfg.batch_size)
+
+
 def latent_source(folder: str) -> dict:
     """What encoded a latent folder: its VAE, text encoder and video spec (from its config.yaml)."""
     path = Path(folder) / "config.yaml"
@@ -91,19 +113,22 @@ class Trainer:
             )
         self.data = LatentBatches(cfg.data.latents, cfg.data.text_len, cfg.data.holdout, cfg.seed)
         self.source = latent_source(cfg.data.latents)
+        self.method = method or build_method(cfg, self.world)
+        self.train_data = getattr(self.method, "data", None) or self.data
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.spec = resolve_spec(cfg.model)
         model = build_denoiser(self.spec).to(self.world.device)
         if cfg.activation_checkpointing:
             model.enable_activation_checkpointing()
-        self.model = wrap(model, self.world, cfg.parallel)
+        # A method that calls the model outside forward (self-forcing rollouts) averages gradients itself.
+        self.wrapped = getattr(self.method, "wraps_model", True)
+        self.model = wrap(model, self.world, cfg.parallel) if self.wrapped else model
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
         self.ema = EMA(unwrap(self.model), cfg.ema_decay)
-        self.method = method or FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames)
         self.step = 0
         payload = checkpoint.load_latest(self.out / "checkpoints")
         if payload is not None:
@@ -112,6 +137,8 @@ class Trainer:
             self.ema.load_state_dict(payload["ema"])
             checkpoint.set_rng_state(payload["rng"])
             self.step = payload["step"]
+            if "method" in payload:
+                self.method.load_state_dict(payload["method"])
         if self.world.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
@@ -120,30 +147,42 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------------
 
-    def train_step(self) -> tuple[float, float]:
-        """One optimiser step over the global batch; returns (mean loss, gradient norm before clipping)."""
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step over the global batch; returns the mean loss, the gradient norm before
+        clipping and the method's own numbers (rank 0's). A method may return no loss (DMD's critic-only
+        iterations): the model is then left as it is."""
         cfg, world = self.cfg, self.world
         self.model.train()
         total = torch.zeros((), device=world.device)
+        logs: dict[str, float] = {}
+        updated = True
         for micro in range(cfg.grad_accum):
             positions = rank_positions(
                 self.step, micro, cfg.batch_size, cfg.grad_accum, world.rank, world.size
             )
-            batch = self.data.batch(positions)
+            batch = self.train_data.batch(positions)
             with no_sync(self.model, micro == cfg.grad_accum - 1):
                 with autocast(cfg, world.device):
-                    loss, _ = self.method.loss(self.model, batch, self.null, world.device)
+                    loss, extra = self.method.loss(self.model, batch, self.null, world.device, self.step)
+                logs.update({k: float(v) for k, v in extra.items()})
+                if loss is None:
+                    updated = False
+                    continue
                 (loss / cfg.grad_accum).backward()
             total += loss.detach() / cfg.grad_accum
-        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        self.optimizer.step()
+        if updated:
+            if not self.wrapped:
+                average_gradients(self.model, world)
+            max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.ema.update(unwrap(self.model))
+            logs.update(loss=float(world.mean(total)), grad_norm=float(norm))
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(unwrap(self.model))
         self.step += 1
-        return float(world.mean(total)), float(norm)
+        return logs
 
     def run(self, max_steps: int | None = None) -> dict:
         """Train to ``cfg.steps`` (or stop after ``max_steps`` total steps; rerun to resume)."""
@@ -161,7 +200,7 @@ class Trainer:
             unit="step",
             disable=not (self.progress and self.world.is_main),
         )
-        window: list[tuple[float, float]] = []
+        window: list[dict[str, float]] = []
         row: dict = {"step": self.step}
         tick = time.perf_counter()
         try:
@@ -170,18 +209,19 @@ class Trainer:
                 bar.update()
                 if self.step % cfg.log_every == 0 or self.step == end:
                     seconds = time.perf_counter() - tick
-                    losses, norms = zip(*window, strict=True)
                     samples = len(window) * cfg.batch_size
+                    keys = dict.fromkeys(k for entry in window for k in entry)
+                    means = {k: [e[k] for e in window if k in e] for k in keys}
                     row = {
                         "step": self.step,
-                        "loss": sum(losses) / len(losses),
-                        "grad_norm": sum(norms) / len(norms),
+                        **{k: sum(v) / len(v) for k, v in means.items()},
                         "lr": self.scheduler.get_last_lr()[0],
                         "samples_per_s": samples / seconds,
                         "tokens_per_s": samples * tokens / seconds,
                     }
                     log.write(row)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}")
+                    if "loss" in row:
+                        bar.set_postfix(loss=f"{row['loss']:.4f}")
                     window.clear()
                     tick = time.perf_counter()
                 evaluate = cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps)
@@ -216,6 +256,8 @@ class Trainer:
                 "rng": checkpoint.rng_state(),
                 "config": dataclasses.asdict(self.cfg),
             }
+            if hasattr(self.method, "state_dict"):
+                payload["method"] = self.method.state_dict()
             checkpoint.save(self.out / "checkpoints", self.step, payload, self.cfg.keep_checkpoints)
             exported = {**model_state, **ema_state}
             save_denoiser(unwrap(self.model), self.out / "model", exported)
@@ -239,6 +281,7 @@ class Trainer:
             cfg=self.cfg.eval.cfg,
             shift=self.cfg.eval.shift,
             sampler=self.cfg.eval.sampler,
+            stream=self.cfg.distill.stream,
         )
 
     def vae_path(self) -> str:
@@ -257,7 +300,15 @@ class Trainer:
             amp = autocast(self.cfg, self.world.device)
             vae = self.load_vae()
             scores = evaluate_heldout(
-                model, self.data, self.cfg.eval, vae, folder, self.pipeline().fps, self.world.device, amp
+                model,
+                self.data,
+                self.cfg.eval,
+                vae,
+                folder,
+                self.pipeline().fps,
+                self.world.device,
+                amp,
+                stream=self.cfg.distill.stream,
             )
         self.world.barrier()
         return scores

@@ -1,0 +1,171 @@
+"""DMD with self-forcing: the gradient, the alternation of generator and critic, the exit step, the one
+sampler shared with s2dit stream, and the trainer running (and resuming) it; real torchrun for the ranks."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from distill_fixtures import distill_config, make_teacher
+from train_fixtures import tiny_config
+
+from s2dit.config import save_config
+from s2dit.diffusion.streaming import StreamSampler, denoise_chunk
+from s2dit.distill.dmd import DMD, dmd_gradient, dmd_surrogate, exit_step
+from s2dit.model.denoiser import load_denoiser
+from s2dit.train.config import OptimConfig
+from s2dit.train.distributed import World
+from s2dit.train.log import read_log
+from s2dit.train.trainer import Trainer
+
+BIN = os.path.dirname(sys.executable)
+CPU = World(0, 1, 0, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+def dmd_config(latents, teacher, out, **kw):
+    distill = distill_config(teacher=str(teacher), cfg=3.0, generator_every=2, critic_lr=1e-3)
+    base = dict(method="dmd", distill=distill, steps=4, log_every=2, checkpoint_every=2, ema_decay=0.99)
+    base.update(kw)
+    return tiny_config(latents, out, **base)
+
+
+def test_the_generator_gradient_is_the_normalised_score_difference():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 3, 6, 8, requires_grad=True)
+    real, fake = torch.randn(2, 4, 3, 6, 8), torch.randn(2, 4, 3, 6, 8)
+    grad = dmd_gradient(x.detach(), real, fake)
+    dmd_surrogate(x, grad).backward()
+    for i in range(2):  # (fake - real) / mean|x - real|, per sample; the surrogate averages over elements
+        analytic = (fake[i] - real[i]) / (x[i].detach() - real[i]).abs().mean()
+        assert torch.allclose(x.grad[i] * x.numel(), analytic, rtol=1e-5, atol=1e-6)
+
+
+def test_the_exit_step_depends_on_the_iteration_only():
+    draws = [exit_step(7, it, 4) for it in range(200)]
+    assert set(draws) == {0, 1, 2, 3}
+    assert draws == [exit_step(7, it, 4) for it in range(200)]  # what any other rank computes
+    assert draws != [exit_step(8, it, 4) for it in range(200)]
+
+
+def test_only_the_exit_step_carries_gradient():
+    grads = []
+
+    def velocity(x, t):
+        grads.append(torch.is_grad_enabled())
+        return x * w
+
+    w = torch.ones((), requires_grad=True)
+    noise = torch.randn(5, 1, 4, 1, 2, 2)
+    sigmas = [1.0, 0.9, 0.8, 0.6]
+    x0 = denoise_chunk(
+        velocity, noise, sigmas, lambda s: torch.full((1, 1), s * 1000), exit_step=2, grad=True
+    )
+    assert grads == [False, False, True] and x0.requires_grad
+    grads.clear()
+    full = denoise_chunk(velocity, noise, sigmas, lambda s: torch.full((1, 1), s * 1000))
+    assert grads == [False] * 4 and not full.requires_grad
+
+
+def make_dmd(latents, teacher, tmp_path, **kw):
+    cfg = dmd_config(latents, teacher, tmp_path / "run", **kw)
+    trainer = Trainer(cfg, progress=False)
+    return trainer, trainer.method
+
+
+def test_critic_and_generator_updates_leave_each_other_alone(latents, teacher, tmp_path, monkeypatch):
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    generator = trainer.model
+    calls = []
+    original = StreamSampler.next_chunk
+
+    def spy(self, exit_step=None, grad=False):  # the self-forcing rollout is s2dit stream's own loop
+        calls.append((exit_step, grad))
+        return original(self, exit_step, grad)
+
+    monkeypatch.setattr(StreamSampler, "next_chunk", spy)
+    batch = trainer.train_data.batch([0, 1])
+    gen_before = {k: v.clone() for k, v in generator.state_dict().items()}
+    critic_before = {k: v.clone() for k, v in method.critic.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in method.teacher.state_dict().items()}
+
+    loss, logs = method.loss(generator, batch, trainer.null, torch.device("cpu"), step=1)  # critic only
+    assert loss is None and "critic_loss" in logs
+    assert calls == [(exit_step(0, 1, 4), False)] * 3  # three chunks of one latent frame, no gradient
+    assert all(p.grad is None for p in generator.parameters())
+    assert all(torch.equal(v, gen_before[k]) for k, v in generator.state_dict().items())
+    assert any(not torch.equal(v, critic_before[k]) for k, v in method.critic.state_dict().items())
+
+    calls.clear()
+    critic_mid = {k: v.clone() for k, v in method.critic.state_dict().items()}
+    loss, logs = method.loss(generator, batch, trainer.null, torch.device("cpu"), step=2)  # generator too
+    assert calls == [(exit_step(0, 2, 4), True)] * 3 and loss.requires_grad
+    loss.backward()
+    assert all(p.grad is None for p in method.critic.parameters())  # the generator loss stops at the critic
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
+    assert any(not torch.equal(v, critic_mid[k]) for k, v in method.critic.state_dict().items())
+    assert all(torch.equal(v, teacher_before[k]) for k, v in method.teacher.state_dict().items())
+
+
+def test_no_gradient_when_the_critic_is_the_real_score(latents, teacher, tmp_path):
+    """With the critic equal to the guidance-free teacher, fake == real: DMD has nothing to correct."""
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    method.cfg.cfg = 1.0
+    batch = trainer.train_data.batch([0, 1])
+    loss, _ = method.loss(trainer.model, batch, trainer.null, torch.device("cpu"), step=0)
+    loss.backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in trainer.model.parameters())
+
+
+def test_dmd_trains_and_resumes_exactly(latents, teacher, tmp_path):
+    straight = Trainer(dmd_config(latents, teacher, tmp_path / "straight"), progress=False)
+    straight.run()
+    rows = read_log(tmp_path / "straight")
+    assert all("critic_loss" in r and "exit_step" in r for r in rows) and all("loss" in r for r in rows)
+    Trainer(dmd_config(latents, teacher, tmp_path / "resumed"), progress=False).run(max_steps=2)
+    Trainer(dmd_config(latents, teacher, tmp_path / "resumed"), progress=False).run()  # critic restored too
+    a, b = load_denoiser(tmp_path / "straight"), load_denoiser(tmp_path / "resumed")
+    assert all(torch.allclose(v, b.state_dict()[k], atol=1e-6) for k, v in a.state_dict().items())
+    assert read_log(tmp_path / "straight")[-1]["critic_loss"] == pytest.approx(
+        read_log(tmp_path / "resumed")[-1]["critic_loss"], rel=1e-5
+    )
+
+
+def test_dmd_refusals(latents, teacher, tmp_path):
+    from s2dit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grad_accum"):
+        dmd_config(latents, teacher, tmp_path / "x", grad_accum=2)
+    with pytest.raises(ConfigError, match=r"distill\.teacher"):
+        DMD(distill_config(), CPU, 0, 2)
+
+
+@pytest.mark.slow
+def test_two_processes_roll_out_and_update_like_one(latents, teacher, tmp_path):
+    """Real torchrun (gloo): the same exit steps, losses and final weights as one process."""
+    runs = {}
+    for nproc in (1, 2):
+        cfg = dmd_config(
+            latents, teacher, tmp_path / f"run{nproc}", optim=OptimConfig(lr=1e-3, warmup_steps=1)
+        )
+        save_config(cfg, tmp_path / f"run{nproc}.yaml")
+        cmd = [f"{BIN}/torchrun", f"--nproc-per-node={nproc}", "--no-python", f"{BIN}/s2dit", "train"]
+        result = subprocess.run(
+            [*cmd, "--config", str(tmp_path / f"run{nproc}.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[nproc] = read_log(tmp_path / f"run{nproc}")
+    for one, two in zip(runs[1], runs[2], strict=True):
+        assert one["exit_step"] == two["exit_step"]
+        assert one["loss"] == pytest.approx(two["loss"], rel=1e-4)
+    a = load_denoiser(tmp_path / "run1").state_dict()
+    b = load_denoiser(tmp_path / "run2").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

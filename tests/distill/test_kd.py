@@ -1,0 +1,155 @@
+"""Stage A (cached KD) and the causal ODE stage: their targets, inputs and training, on a tiny cache."""
+
+import pytest
+import torch
+from distill_fixtures import STREAM, distill_config, make_cache, make_teacher
+from train_fixtures import TINY_S2DIT, tiny_config
+
+from s2dit.diffusion.streaming import StreamSettings
+from s2dit.distill.kd import CachedKD, CausalODE, stream_level_indices
+from s2dit.errors import ConfigError
+from s2dit.model.denoiser import DenoiserSpec, build_denoiser, save_denoiser
+from s2dit.train.config import OptimConfig
+from s2dit.train.log import read_log
+from s2dit.train.trainer import Trainer, train
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture(scope="module")
+def cache(teacher, micro_world, tmp_path_factory):
+    return make_cache(teacher, micro_world, tmp_path_factory.mktemp("c") / "cache")
+
+
+def kd_config(latents, cache, out, **kw):
+    return tiny_config(
+        latents, out, method="kd", distill=distill_config(cache=str(cache)), cfg_dropout=0.0, **kw
+    )
+
+
+class Spy(torch.nn.Module):
+    """A denoiser that records its inputs and predicts a zero velocity."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.calls = []
+
+    def forward(self, x, t, text, mask=None, chunk_frames=None):
+        self.calls.append((x.clone(), t.clone(), chunk_frames))
+        return x * self.w
+
+
+def test_kd_targets_are_the_teachers_euler_velocity_and_final_latents(latents, cache):
+    method = CachedKD(str(cache), 32, tiny_config(latents, "x").timesteps, seed=0, flow_weight=0.0)
+    batch = method.data.batch([0, 1, 2])
+    states, sigmas = batch["states"], batch["sigmas"]
+    assert states.shape == (3, 3, 16, 3, 6, 8)
+    full = [method.data.cache.read(method.data.index(p)) for p in (0, 1, 2)]
+    for i, item in enumerate(full):  # the state, the one after it, and the final latents
+        j = int(torch.nonzero(item["sigmas"] == sigmas[i, 0])[0])
+        assert torch.equal(states[i, 0], item["states"][j]) and torch.equal(
+            states[i, 1], item["states"][j + 1]
+        )
+        assert torch.equal(states[i, 2], item["states"][-1])
+    spy = Spy()
+    loss, _ = method.loss(spy, batch, None, torch.device("cpu"))
+    target = (states[:, 1] - states[:, 0]) / (sigmas[:, 1] - sigmas[:, 0])[:, None, None, None, None]
+    assert loss.item() == pytest.approx(target.square().mean().item(), rel=1e-5)  # zero prediction
+    x, t, chunk = spy.calls[0]
+    assert chunk is None and torch.equal(x[:3], states[:, 0])
+    assert torch.allclose(t[:3], sigmas[:, :1].expand(-1, 3) * 1000)
+
+
+def test_kd_loss_decreases(latents, cache, tmp_path):
+    cfg = kd_config(
+        latents, cache, tmp_path / "kd", steps=30, log_every=5, optim=OptimConfig(lr=3e-3, warmup_steps=2)
+    )
+    train(cfg, progress=False)
+    losses = [r["loss"] for r in read_log(tmp_path / "kd")]
+    assert len(losses) == 6 and losses[-1] < 0.9 * losses[0]
+    assert {"velocity_loss", "flow_loss"} <= set(read_log(tmp_path / "kd")[0])
+
+
+def test_kd_student_from_a_same_shape_teacher_starts_at_its_loss(latents, cache, tmp_path):
+    torch.manual_seed(1)
+    source = build_denoiser(DenoiserSpec(kind="s2dit", s2dit=TINY_S2DIT))
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_denoiser(source, tmp_path / "s2dit_teacher")
+    student = build_denoiser(
+        DenoiserSpec(kind="s2dit", s2dit=TINY_S2DIT, init=str(tmp_path / "s2dit_teacher"))
+    )
+    fresh = build_denoiser(DenoiserSpec(kind="s2dit", s2dit=TINY_S2DIT))
+    method = CachedKD(str(cache), 32, tiny_config(latents, "x").timesteps, seed=0)
+    batch = method.data.batch(list(range(4)))
+    with torch.no_grad():
+        losses = [
+            method.loss(m, batch, None, torch.device("cpu"))[0].item() for m in (source, student, fresh)
+        ]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    assert abs(losses[2] - losses[0]) > 1e-3
+
+
+def test_causal_ode_puts_each_chunk_at_a_streaming_level(latents, cache):
+    method = CausalODE(str(cache), 32, STREAM, seed=0)
+    assert method.stream_levels == [0, 2, 4, 6]  # of the 9 states of an 8-step cache at the same shift
+    batch = method.data.batch(list(range(6)))
+    spy = Spy()
+    method.loss(spy, batch, None, torch.device("cpu"))
+    x, t, chunk = spy.calls[0]
+    assert chunk == STREAM.chunk_frames == 1
+    levels = torch.tensor(STREAM.sigmas) * 1000
+    picked = set()
+    for i in range(6):
+        for f in range(3):  # each frame (a chunk of 1) is the cached state at its level
+            k = int(torch.argmin((levels - t[i, f]).abs()))
+            assert t[i, f] == pytest.approx(levels[k].item(), rel=1e-6)
+            assert torch.equal(x[i, :, f], batch["states"][i, k, :, f])
+            picked.add(k)
+    assert len(picked) > 1  # the levels differ between chunks
+
+
+def test_causal_ode_refuses_a_cache_without_the_streaming_levels(teacher, micro_world, tmp_path):
+    other = make_cache(teacher, micro_world, tmp_path / "shift3", count=2, shift=3.0)
+    with pytest.raises(ConfigError, match="lacks the streaming level"):
+        CausalODE(str(other), 32, STREAM, seed=0)
+    with pytest.raises(ConfigError, match="whole number"):
+        CausalODE(str(other), 32, StreamSettings(steps=4, shift=3.0, chunk_frames=2), seed=0)
+    assert stream_level_indices([1.0, 0.75, 0.5, 0.25, 0.0], StreamSettings(steps=4, shift=1.0)) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+
+
+def test_causal_ode_trains_a_block_causal_student(latents, cache, tmp_path):
+    cfg = tiny_config(
+        latents,
+        tmp_path / "ode",
+        method="causal_ode",
+        distill=distill_config(cache=str(cache)),
+        steps=30,
+        log_every=5,
+    )
+    trainer = Trainer(cfg, progress=False)
+    trainer.run()
+    losses = [r["loss"] for r in read_log(tmp_path / "ode")]
+    assert losses[-1] < 0.7 * losses[0]
+    from s2dit.diffusion.pipeline import read_pipeline
+
+    assert read_pipeline(tmp_path / "ode").stream == STREAM  # the model streams with what it learnt
+
+
+def test_distillation_methods_need_a_cache(latents, tmp_path):
+    from s2dit.errors import S2DitError
+
+    with pytest.raises(S2DitError, match=r"distill\.cache"):
+        Trainer(tiny_config(latents, tmp_path / "x", method="kd"), progress=False)
+    with pytest.raises(ConfigError, match="method"):
+        tiny_config(latents, tmp_path / "x", method="consistency")
