@@ -274,7 +274,7 @@ def eval_model(
         if scores is None:
             console.print(f"{path}: latents written to {folder} (no VAE, or no micro-world prompts)")
             continue
-        steps_text = f"{info.stream.steps} + commit, streamed" if e.sampler == "stream" else str(e.steps)
+        steps_text = f"{info.stream.steps} stream" if e.sampler == "stream" else str(e.steps)
         cfg_text = "-" if e.sampler == "stream" else f"{e.cfg:g}"
         results.append({"checkpoint": str(path), "steps": steps_text, "cfg": cfg_text, **scores})
     if not results:
@@ -283,7 +283,7 @@ def eval_model(
     keys = list(results[0]["accuracy"])
     rows = [
         (
-            r["checkpoint"],
+            Path(r["checkpoint"]).name,
             r["steps"],
             r["cfg"],
             *(f"{r['accuracy'][k]:.3f}" for k in keys),
@@ -560,8 +560,12 @@ def train_denoiser(
     ),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     max_steps: int | None = typer.Option(None, help="Stop after this step (the run can be resumed later)."),
+    max_seconds: float | None = typer.Option(
+        None, help="Stop (with a checkpoint) at the first step boundary after this many seconds."
+    ),
 ) -> None:
-    """Train a denoiser (flow matching on encoded latents); rerun the same command to resume.
+    """Train a denoiser: flow matching on encoded latents, or a distillation stage (method: kd, causal_ode,
+    dmd; see configs/micro_kd.yaml); rerun the same command to resume.
 
     Launch with torchrun for several processes: torchrun --nproc-per-node N $(which s2dit) train --config F
     """
@@ -576,7 +580,9 @@ def train_denoiser(
     cfg = load_config(TrainConfig, config, list(set_))
     if max_steps is not None and max_steps < 1:
         raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
-    row = train(cfg, max_steps=max_steps)
+    if max_seconds is not None and max_seconds <= 0:
+        raise S2DitError(f"--max-seconds must be positive, got {max_seconds}")
+    row = train(cfg, max_steps=max_steps, max_seconds=max_seconds)
     console.print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
 
 
@@ -939,7 +945,11 @@ def distill_cache(
     teacher: Path = typer.Option(
         ..., help="Teacher folder or run (its pipeline.yaml names text encoder and shape)."
     ),
-    prompts: Path = typer.Option(..., help="Prompts: one per line, or a .jsonl with 'caption' rows."),
+    prompts: Path = typer.Option(
+        ...,
+        help="Prompts: one per line, a .jsonl with caption rows, or an encoded latent folder (its "
+        "captions and stored text embeddings; no text encoder needed).",
+    ),
     out: Path = typer.Option(Path("runs/trajectories"), help="Cache folder."),
     steps: int = typer.Option(48, help="Euler steps of the teacher's ODE."),
     cfg: float = typer.Option(6.0, help="CFG scale g in u + g·(c - u)."),

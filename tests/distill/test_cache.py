@@ -153,3 +153,34 @@ def dataclass_replace(base, **kw):
     import dataclasses
 
     return dataclasses.replace(base, **kw)
+
+
+def test_a_latent_folder_gives_its_captions_and_stored_embeddings(teacher, latents, micro_world, tmp_path):
+    """No text encoder needed: the same trajectories as from the captions themselves."""
+    from_folder = tmp_path / "from_folder"
+    build_cache(
+        CacheConfig(teacher=str(teacher), prompts=str(latents), out=str(from_folder), steps=3, count=3),
+        progress=False,
+    )
+    from_text = tmp_path / "from_text"
+    build_cache(
+        CacheConfig(
+            teacher=str(teacher),
+            prompts=str(micro_world / "clips.jsonl"),
+            out=str(from_text),
+            steps=3,
+            count=3,
+        ),
+        progress=False,
+    )
+    a, b = TrajectoryCache(from_folder), TrajectoryCache(from_text)
+    assert len(a) == len(b) == 3
+    for i in range(3):
+        assert a[i]["prompt"] == b[i]["prompt"]
+        assert torch.allclose(a[i]["text"], b[i]["text"], atol=1e-5)
+        assert torch.allclose(a[i]["states"], b[i]["states"], atol=1e-4)
+    with pytest.raises(S2DitError, match="only"):
+        build_cache(
+            CacheConfig(teacher=str(teacher), prompts=str(latents), out=str(tmp_path / "c"), count=10_000),
+            progress=False,
+        )

@@ -182,3 +182,15 @@ def test_the_exported_model_holds_the_ema_weights(latents, tmp_path):
     ema = trainer.ema.state_dict()
     assert all(torch.equal(exported[k], ema[k]) for k in ema)
     assert any(not torch.equal(ema[k], live[k].detach()) for k in ema)  # the average lags the weights
+
+
+def test_max_seconds_stops_with_a_checkpoint_and_the_run_resumes(latents, tmp_path):
+    from s2dit.train import checkpoint
+
+    cfg = tiny_config(latents, tmp_path / "timed", steps=50, checkpoint_every=100)
+    row = train(cfg, progress=False, max_seconds=1e-9)  # out of time after the first step
+    assert row["step"] == 1
+    assert [p.name for p in checkpoint.checkpoint_files(tmp_path / "timed" / "checkpoints")] == [
+        "step-0000001.pt"
+    ]
+    assert train(cfg, progress=False, max_steps=3)["step"] == 3

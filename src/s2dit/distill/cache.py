@@ -37,7 +37,9 @@ COMPLETE = "COMPLETE"
 @dataclasses.dataclass
 class CacheConfig:
     teacher: str = ""  # a teacher folder or run (pipeline.yaml names its text encoder and latent shape)
-    prompts: str = ""  # one prompt per line, or a .jsonl with "caption" (e.g. a micro world's clips.jsonl)
+    # one prompt per line, a .jsonl with "caption" (e.g. a micro world's clips.jsonl), or an encoded latent
+    # folder (its captions and stored text embeddings: no text encoder needed, e.g. on a GPU box)
+    prompts: str = ""
     out: str = "runs/trajectories"
     steps: int = 48
     cfg: float = 6.0  # g in u + g·(c - u)
@@ -92,7 +94,14 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
 
     if not cfg.teacher or not Path(cfg.teacher).exists():
         raise S2DitError(f"--teacher {cfg.teacher!r} does not exist")
-    prompts = [r["caption"] for r in load_prompts(cfg.prompts)]
+    stored = None  # an encoded latent folder: its captions with their stored embeddings
+    if Path(cfg.prompts).is_dir():
+        from s2dit.data.encode import LatentShardDataset
+
+        stored = LatentShardDataset(cfg.prompts)
+        prompts = [row.get("caption", "") for _, _, row in stored.items]
+    else:
+        prompts = [r["caption"] for r in load_prompts(cfg.prompts)]
     if cfg.count:
         if cfg.count > len(prompts):
             raise S2DitError(f"--count {cfg.count}: {cfg.prompts} holds only {len(prompts)} prompts")
@@ -142,13 +151,18 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     dev = torch.device(device)
     if todo:
         model = load_denoiser(cfg.teacher, dev)
-        encoder = load_text_encoder(info.text, info.text_len)
+        encoder = None
 
-        def embed(text: str) -> torch.Tensor:
+        def encode(text: str) -> torch.Tensor:
+            nonlocal encoder
+            encoder = encoder or load_text_encoder(info.text, info.text_len)
             tokens, mask = encoder.encode([text])
             return tokens[0][mask[0]]
 
-        neg = embed(cfg.negative)
+        def embed(i: int) -> torch.Tensor:
+            return stored[i]["text"].float() if stored is not None else encode(prompts[i])
+
+        neg = stored.null_text().float() if stored is not None and not cfg.negative else encode(cfg.negative)
         if neg.shape[-1] != text_dim(model):
             raise S2DitError(
                 f"the text encoder gives {neg.shape[-1]}-d tokens, the teacher expects {text_dim(model)}"
@@ -158,7 +172,7 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     ) as bar:
         for b in range(0, len(todo), cfg.batch):
             ids = todo[b : b + cfg.batch]
-            texts = [embed(prompts[i]) for i in ids]
+            texts = [embed(i) for i in ids]
             text, mask = pad_text(texts, info.text_len)
             ntext, nmask = pad_text([neg] * len(ids), info.text_len)
             noise = torch.stack(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -58,7 +59,9 @@ def build_denoiser(spec: DenoiserSpec) -> nn.Module:
         wan = isinstance(source, WanDenoiser | WanTwoExperts)  # two experts: the high-noise one
         heads = source.transformer.config.num_attention_heads if wan else None
         state = source.transformer.state_dict() if wan else source.state_dict()
-        init_from_full_attention(model, state, wan_heads=heads)
+        report = init_from_full_attention(model, state, wan_heads=heads)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"initialised from {spec.init}: {report.format()}", file=sys.stderr)
     return model
 
 

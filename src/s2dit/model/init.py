@@ -38,7 +38,10 @@ class InitReport:
         fresh = sorted({k.split(".", 2)[-1] if k.startswith("blocks.") else k for k in self.fresh})
         if fresh:
             lines.append("fresh: " + ", ".join(fresh))
-        lines += [f"skipped {k}: {why}" for k, why in self.skipped]
+        if self.skipped:
+            shown = ", ".join(f"{k} ({why})" for k, why in self.skipped[:3])
+            more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            lines.append(f"skipped for their shapes: {shown}{more}")
         return "\n".join(lines)
 
 

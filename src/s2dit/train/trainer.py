@@ -184,12 +184,14 @@ class Trainer:
         self.step += 1
         return logs
 
-    def run(self, max_steps: int | None = None) -> dict:
-        """Train to ``cfg.steps`` (or stop after ``max_steps`` total steps; rerun to resume)."""
+    def run(self, max_steps: int | None = None, max_seconds: float | None = None) -> dict:
+        """Train to ``cfg.steps`` (or stop after ``max_steps`` total steps, or at the first step boundary
+        after ``max_seconds``, with a checkpoint; rerun to resume)."""
         from tqdm import tqdm
 
         cfg = self.cfg
         end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
+        deadline = time.monotonic() + max_seconds if max_seconds is not None else math.inf
         log = MetricLog(self.out, self.step, self.world.is_main)
         shape = self.data.dataset[0]["latents"].shape
         tokens = shape[1] * (shape[2] // 2) * (shape[3] // 2)
@@ -207,6 +209,8 @@ class Trainer:
             while self.step < end:
                 window.append(self.train_step())
                 bar.update()
+                if self._out_of_time(deadline):
+                    end = self.step
                 if self.step % cfg.log_every == 0 or self.step == end:
                     seconds = time.perf_counter() - tick
                     samples = len(window) * cfg.batch_size
@@ -237,6 +241,15 @@ class Trainer:
             bar.close()
             log.close()
         return row
+
+    def _out_of_time(self, deadline: float) -> bool:
+        """Past the deadline, by rank 0's clock (so every rank stops at the same step)."""
+        if deadline == math.inf:
+            return False
+        over = torch.tensor(float(time.monotonic() > deadline), device=self.world.device)
+        if self.world.distributed:
+            torch.distributed.broadcast(over, 0)
+        return bool(over)
 
     # -------------------------------------------------------------------------------------------
 
@@ -321,6 +334,8 @@ class Trainer:
         return self._vae
 
 
-def train(cfg: TrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
+def train(
+    cfg: TrainConfig, max_steps: int | None = None, progress: bool = True, max_seconds: float | None = None
+) -> dict:
     """Train (or resume) a run; returns the last logged row."""
-    return Trainer(cfg, progress=progress).run(max_steps)
+    return Trainer(cfg, progress=progress).run(max_steps, max_seconds)
