@@ -169,3 +169,21 @@ def test_two_processes_roll_out_and_update_like_one(latents, teacher, tmp_path):
     a = load_denoiser(tmp_path / "run1").state_dict()
     b = load_denoiser(tmp_path / "run2").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_the_shipped_micro_ar_streams(repo_root):
+    """weights/micro_ar: an S2DiT with its streaming settings; it streams a prompt into varied latents."""
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.diffusion.sampling import Condition
+    from s2dit.model.transformer import S2DiT
+    from s2dit.train.evaluate import stream_latents
+
+    folder = repo_root / "weights" / "micro_ar"
+    model = load_denoiser(folder)
+    info = read_pipeline(folder)
+    assert isinstance(model, S2DiT) and next(model.parameters()).dtype == torch.float32
+    assert info.stream.steps == 4 and info.stream.chunk_frames == 1 and info.sampler == "stream"
+    assert (repo_root / info.vae / "tiny_ae.safetensors").is_file()
+    cond = Condition(torch.randn(1, 12, 384) * 0.1, torch.ones(1, 12, dtype=torch.bool))
+    latents = stream_latents(model, cond, (16, 2, 18, 32), info.stream, [0])
+    assert latents.shape == (1, 16, 2, 18, 32) and torch.isfinite(latents).all() and latents.std() > 0.3
