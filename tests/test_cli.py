@@ -50,9 +50,10 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"search\s+Budget-aware layout search", top)
     assert re.search(r"sweep\s+Sweep budgets", s2dit("search", "--help").stdout)
     expected = (
-        "bench blocks, bench stream, bench train, data encode, data inspect, data micro, distill cache, "
-        "eval micro, eval model, "
-        "eval vae, generate, model info, search layout, search supernet, search sweep, serve, stream, "
+        "bench blocks, bench export, bench stream, bench train, data encode, data inspect, data micro, "
+        "distill cache, eval micro, eval model, "
+        "eval vae, export coreml, export executorch, export onnx, export run, generate, model info, "
+        "search layout, search supernet, search sweep, serve, stream, "
         "train decoder, train vae"
     )
     assert sorted(_commands(app)) == expected.split(", ")

@@ -46,3 +46,16 @@ def test_even_spatial_kernels_are_refused():
     x, w, b = setup(k=2)
     with pytest.raises(ValueError, match="must be odd"):
         causal_depthwise_conv3d(x, w, b)
+
+
+@pytest.mark.parametrize("with_tail", [False, True])
+def test_the_2d_form_equals_the_3d_convolution(with_tail):
+    from s2dit.ops.causal_conv import causal_depthwise_conv3d, causal_depthwise_conv3d_2d
+
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(2, 6, 4, 5, 7, generator=g), torch.randn(6, 1, 3, 3, 3, generator=g), torch.randn(6)
+    tail = torch.randn(2, 6, 2, 5, 7, generator=g) if with_tail else None
+    y3, t3 = causal_depthwise_conv3d(x, w, b, tail)
+    y2, t2 = causal_depthwise_conv3d_2d(x, w, b, tail)
+    torch.testing.assert_close(y2, y3, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(t2, t3)

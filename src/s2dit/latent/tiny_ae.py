@@ -62,6 +62,9 @@ class ResBlock2d(nn.Module):
 class TinyAutoencoder(nn.Module):
     """See the module docstring. Pixels ``[B, 3, F, H, W]`` in [-1, 1]; latents ``[B, 16, T, H/8, W/8]``."""
 
+    # The causal temporal op; s2dit.export swaps in the 2D-convolution form for runtimes without 3D ones.
+    conv_op = staticmethod(causal_depthwise_conv3d)
+
     def __init__(self, config: TinyAEConfig):
         super().__init__()
         self.config = config
@@ -125,7 +128,7 @@ class TinyAutoencoder(nn.Module):
         """Normalised latents ``[B, C, n, h, w]`` after ``tail`` -> ``(frames [B, 3, F, H, W], new tail)``;
         ``first``: the chunk starts the video (its first latent frame gives one frame, not four)."""
         z = latents * self.std + self.mean
-        z, tail = causal_depthwise_conv3d(z, self.temporal.weight, self.temporal.bias, tail)
+        z, tail = self.conv_op(z, self.temporal.weight, self.temporal.bias, tail)
         B, C, n, h, w = z.shape
         x = self.from_latent(z.transpose(1, 2).reshape(B * n, C, h, w))  # (B*n, 4*w3, h, w)
         x = x.reshape(B * n * 4, -1, h, w)  # each latent frame unfolds into 4 frames

@@ -61,7 +61,8 @@ class SoftmaxAttention(nn.Module):
         q, k, v = self._project(h)
         keys = torch.cat([apply_rope(cache.k, *ctx.cache_rope), apply_rope(k, *ctx.rope)], dim=2)
         values = torch.cat([cache.v, v], dim=2)
-        visible = torch.cat([ctx.cache_valid, ctx.cache_valid.new_ones(h.shape[1])])  # (slots*n + n,)
+        own = torch.ones(h.shape[1], dtype=torch.bool, device=h.device)  # the chunk sees itself
+        visible = torch.cat([ctx.cache_valid, own])  # (slots*n + n,)
         out = F.scaled_dot_product_attention(apply_rope(q, *ctx.rope), keys, values, attn_mask=visible[None])
         if ctx.commit:
             cache.write(k, v, ctx.count, ctx.spec)
@@ -92,6 +93,10 @@ class LinConvAttention(nn.Module):
         self.gate = nn.Parameter(torch.zeros(dim))
         self.out = nn.Linear(dim, dim)
 
+    # The conv branch's operator: the 3D convolution, or (for export to runtimes without one, set by
+    # s2dit.export) the same convolution written with 2D convolutions.
+    conv_op = staticmethod(causal_depthwise_conv3d)
+
     @property
     def conv_tail_frames(self) -> int:
         return self.conv.kernel_size[0] - 1
@@ -113,7 +118,7 @@ class LinConvAttention(nn.Module):
         B, N, D = h.shape
         # Tokens are already channels-last: view them as (B, D, T, h, w) without a copy.
         x = h.reshape(B, T, gh, gw, D).permute(0, 4, 1, 2, 3)
-        y, tail = causal_depthwise_conv3d(x, self.conv.weight, self.conv.bias, tail)
+        y, tail = self.conv_op(x, self.conv.weight, self.conv.bias, tail)
         return self.conv_mix(y.permute(0, 2, 3, 4, 1).reshape(B, N, D)), tail
 
     def _mix(self, linear: torch.Tensor, conv: torch.Tensor) -> torch.Tensor:

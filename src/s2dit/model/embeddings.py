@@ -16,7 +16,8 @@ from torch import nn
 class PatchEmbed(nn.Module):
     """(1, 2, 2) patches of a latent video -> tokens: ``[B, C, T, H, W]`` -> ``[B, T*h*w, D]``.
 
-    A Conv3d with kernel = stride = (1, 2, 2), the same parameter shape as Wan's ``patch_embedding``.
+    A Conv3d with kernel = stride = (1, 2, 2), the same parameter shape as Wan's ``patch_embedding``,
+    computed frame by frame as a 2D convolution (4-D tensors export to every runtime).
     """
 
     def __init__(self, in_channels: int, dim: int):
@@ -24,7 +25,10 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv3d(in_channels, dim, kernel_size=(1, 2, 2), stride=(1, 2, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)  # (B, D, T, h, w) -> (B, N, D)
+        B, C, T, H, W = x.shape
+        frames = x.transpose(1, 2).reshape(B * T, C, H, W)
+        y = F.conv2d(frames, self.proj.weight[:, :, 0], self.proj.bias, stride=2)  # (B*T, D, h, w)
+        return y.reshape(B, T, y.shape[1], -1).permute(0, 1, 3, 2).reshape(B, -1, y.shape[1])  # (B, N, D)
 
 
 def unpatchify(tokens: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:

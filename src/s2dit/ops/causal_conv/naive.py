@@ -37,3 +37,26 @@ def causal_depthwise_conv3d(
     full = torch.cat([tail, x], dim=2)  # (B, C, k_t - 1 + T, H, W)
     y = F.conv3d(full, weight, bias, padding=(0, kh // 2, kw // 2), groups=C)
     return y, full[:, :, full.shape[2] - (kt - 1) :]
+
+
+def causal_depthwise_conv3d_2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, tail: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`causal_depthwise_conv3d` written with 2D convolutions only: one depthwise ``conv2d`` per
+    temporal tap over the frames it reads, summed. For runtimes without a 3D convolution kernel
+    (ExecuTorch's XNNPACK delegate takes 4-D convolutions only); same arguments and results."""
+    C, kt, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3], weight.shape[4]
+    B, _, T, H, W = x.shape
+    if tail is None:
+        tail = x.new_zeros(B, C, kt - 1, H, W)
+    full = torch.cat([tail, x], dim=2)  # (B, C, k_t - 1 + T, H, W)
+    frames = full.transpose(1, 2)  # (B, k_t - 1 + T, C, H, W)
+    y = None
+    for j in range(kt):
+        tap = frames[:, j : j + T].reshape(B * T, C, H, W)
+        part = F.conv2d(tap, weight[:, :, j], None, padding=(kh // 2, kw // 2), groups=C)
+        y = part if y is None else y + part
+    if bias is not None:
+        y = y + bias[None, :, None, None]
+    y = y.reshape(B, T, C, H, W).transpose(1, 2)
+    return y, full[:, :, full.shape[2] - (kt - 1) :]

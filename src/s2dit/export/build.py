@@ -1,0 +1,89 @@
+"""``s2dit export onnx|executorch|coreml``: a streaming S2DiT (and its tiny decoder) -> an export folder.
+
+Each entry point of :mod:`s2dit.export.entry_points` becomes one artefact (``prompt``, ``denoise``,
+``commit``, ``decoder`` + the runtime's suffix), written under a temporary name and renamed when whole,
+then ``manifest.json`` is written last: a folder with a manifest is a finished export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from s2dit.errors import S2DitError
+from s2dit.export.backends import RUNTIMES, SUFFIX, write_entry
+from s2dit.export.entry_points import StreamGraphs
+from s2dit.export.manifest import MANIFEST, EntryPoint, Manifest, sha256_of, specs
+
+
+def export_stream(
+    model,
+    ae,
+    runtime: str,
+    out: str | os.PathLike,
+    latent_size: tuple[int, int],
+    settings,
+    *,
+    text_len: int,
+    text_encoder: str,
+    fps: float,
+    checkpoint: str,
+    progress: bool = True,
+) -> Manifest:
+    """Export ``model`` (an S2DiT) and ``ae`` (a tiny autoencoder, or None) for ``runtime`` into ``out``."""
+    from tqdm import tqdm
+
+    if runtime not in RUNTIMES:
+        raise S2DitError(f"runtime {runtime!r}: choose from {', '.join(RUNTIMES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # unfinished until the new manifest lands
+    graphs = StreamGraphs(
+        model.float().cpu(), ae, latent_size, settings.spec, text_len, conv_2d=runtime == "executorch"
+    )
+    entries = {}
+    for name in tqdm(list(graphs.modules), desc=f"export {runtime}", unit="graph", disable=not progress):
+        module, inputs = graphs.modules[name], graphs.example_inputs(name)
+        in_names, out_names = graphs.names(name)
+        with torch.no_grad():
+            outputs = module(*inputs)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        path = out / f"{name}{SUFFIX[runtime]}"
+        tmp = out / f".{name}.tmp{SUFFIX[runtime]}"
+        _remove(tmp)
+        # The prompt graph runs once per prompt: ExecuTorch's portable kernels keep it exact (XNNPACK's fast
+        # GELU is off by ~6e-5, 2e-4 after the text MLP); the per-step graphs go to XNNPACK.
+        write_entry(runtime, module, inputs, in_names, out_names, tmp, delegate=name != "prompt")
+        _remove(path)
+        os.replace(tmp, path)
+        entries[name] = EntryPoint(
+            path.name, sha256_of(path), specs(in_names, inputs), specs(out_names, outputs)
+        )
+    H, W = latent_size
+    manifest = Manifest(
+        runtime=runtime,
+        checkpoint=checkpoint,
+        latent_size=[H, W],
+        video_size=[8 * W, 8 * H],
+        channels=model.config.in_channels,
+        text_len=text_len,
+        text_dim=model.config.text_dim,
+        text_encoder=text_encoder,
+        fps=fps,
+        stream=dataclasses.asdict(settings),
+        entry_points=entries,
+        precision="float16" if runtime == "coreml" else "float32",
+    )
+    manifest.write(out)
+    return manifest
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

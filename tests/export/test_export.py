@@ -1,0 +1,210 @@
+"""Exported streaming graphs: per-step numerics against eager PyTorch, a 10-chunk stream through the
+reference runner against s2dit stream's sampler, the manifest and its refusals, Core ML conversion."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from s2dit.diffusion.sampling import Condition
+from s2dit.diffusion.streaming import StreamSampler, StreamSettings
+from s2dit.errors import S2DitError
+from s2dit.export.backends import open_entry
+from s2dit.export.build import export_stream
+from s2dit.export.entry_points import StreamGraphs
+from s2dit.export.manifest import Manifest
+from s2dit.export.runner import ExportedStream
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
+from s2dit.model.config import ModelConfig
+from s2dit.model.transformer import S2DiT
+
+
+def need(module: str):
+    """The export extra's packages: skipped locally without them, required in CI (which installs them)."""
+    import importlib
+    import os
+
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+need("onnxruntime")
+
+SETTINGS = StreamSettings(chunk_frames=2, window_chunks=2, sink_chunks=1)
+SIZE = (6, 10)  # latent H, W (an odd coarse grid for the S blocks)
+TEXT_LEN, TEXT_DIM = 8, 32
+
+
+def tiny_parts():
+    torch.manual_seed(0)
+    model = S2DiT(ModelConfig(layout="LSSF", width=48, heads=2, ffn_dim=96, text_dim=TEXT_DIM)).eval()
+    ae = TinyAutoencoder(TinyAEConfig(widths=[4, 8, 8, 8])).eval()
+    with torch.no_grad():  # off the zero init, so every path matters
+        for p in [*model.parameters(), *ae.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+    return model, ae
+
+
+def export(runtime, out):
+    model, ae = tiny_parts()
+    return export_stream(
+        model,
+        ae,
+        runtime,
+        out,
+        SIZE,
+        SETTINGS,
+        text_len=TEXT_LEN,
+        text_encoder="hashed",
+        fps=8.0,
+        checkpoint="tiny",
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module", params=["onnx", "executorch"])
+def exported(request, tmp_path_factory):
+    need("executorch" if request.param == "executorch" else "onnxscript")
+    folder = tmp_path_factory.mktemp(request.param)
+    return request.param, folder, export(request.param, folder)
+
+
+def prompt():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(1, TEXT_LEN, TEXT_DIM, generator=g), torch.tensor([[1.0] * 6 + [0.0] * 2])
+
+
+def test_each_entry_point_matches_eager(exported):
+    runtime, folder, manifest = exported
+    model, ae = tiny_parts()
+    graphs = StreamGraphs(model, ae, SIZE, SETTINGS.spec, TEXT_LEN)
+    text, mask = prompt()
+    with torch.no_grad():
+        prompt_out = graphs.modules["prompt"](text, mask)
+        x, t = torch.randn(1, 16, 2, *SIZE), torch.full((1, 2), 700.0)
+        cache = list(graphs.modules["commit"](x, t, *prompt_out, *graphs.initial_cache()))  # a written cache
+        inputs = {
+            "prompt": (text, mask),
+            "denoise": (torch.randn(1, 16, 2, *SIZE), torch.full((1, 2), 800.0), *prompt_out, *cache),
+            "commit": (torch.randn(1, 16, 2, *SIZE), torch.zeros(1, 2), *prompt_out, *cache),
+            "decoder": (torch.randn(1, 16, 2, *SIZE), torch.randn(1, 16, 2, *SIZE)),
+        }
+    assert set(manifest.entry_points) == set(inputs)
+    for name, args in inputs.items():
+        with torch.no_grad():
+            want = graphs.modules[name](*args)
+        want = want if isinstance(want, tuple) else (want,)
+        got = open_entry(runtime, folder / manifest.entry_points[name].file)(list(args))
+        assert len(got) == len(want) == len(manifest.entry_points[name].outputs)
+        for a, b in zip(got, want, strict=True):
+            scale = b.float().abs().max().clamp_min(1e-6)
+            assert float((a.float() - b.float()).abs().max() / scale) <= 1e-4, name
+
+
+def test_a_10_chunk_stream_through_the_runner_matches_the_eager_stream(exported):
+    runtime, folder, _ = exported
+    model, ae = tiny_parts()
+    text, mask = prompt()
+    runner = ExportedStream(folder, runtime, seed=5)
+    runner.set_prompt(text, mask)
+    sampler = StreamSampler(model, Condition(text, mask.bool()), SIZE, SETTINGS, seed=5)
+    decoder = ae.streaming_decoder()
+    for _ in range(10):  # past the window: slots are overwritten and sinks kept
+        got = runner.next_latents()
+        want = sampler.next_chunk()
+        assert float((got - want).abs().max() / want.abs().max()) <= 1e-4
+        frames, ref = runner.decode(got), decoder.push(got)
+        assert frames.shape == ref.shape and float((frames - ref).abs().max()) <= 1e-4
+
+
+def test_the_manifest_round_trips_and_describes_the_graphs(exported):
+    runtime, folder, manifest = exported
+    again = Manifest.read(folder)
+    assert again == manifest and again.runtime == runtime
+    denoise = again.entry_points["denoise"]
+    assert [s.name for s in denoise.inputs[:3]] == ["x", "t", "block0.text_k"]
+    assert denoise.inputs[0].shape == [1, 16, 2, *SIZE] and denoise.outputs[0].name == "x0"
+    commit_out = [s.name for s in again.entry_points["commit"].outputs]
+    assert commit_out[0] == "new.count" and all(n.startswith("new.") for n in commit_out)
+    assert again.stream["chunk_frames"] == 2 and again.video_size == [80, 48]
+
+
+def test_the_runner_refuses_a_folder_its_manifest_does_not_describe(tmp_path):
+    need("onnxscript")
+    folder = tmp_path / "ok"
+    export("onnx", folder)
+    with pytest.raises(S2DitError, match="not executorch"):
+        ExportedStream(folder, "executorch")
+    copy = tmp_path / "tampered"
+    shutil.copytree(folder, copy)
+    with open(copy / "denoise.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(S2DitError, match="does not match the manifest"):
+        ExportedStream(copy)
+    (copy / "denoise.onnx").unlink()
+    with pytest.raises(S2DitError, match="missing"):
+        ExportedStream(copy)
+    raw = json.loads((folder / "manifest.json").read_text())
+    raw["schema"] = "s2dit.export/0"
+    (copy / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(S2DitError, match="schema"):
+        ExportedStream(copy)
+    (copy / "manifest.json").write_text("{")
+    with pytest.raises(S2DitError, match="damaged"):
+        ExportedStream(copy)
+    with pytest.raises(S2DitError, match=r"no manifest\.json"):
+        ExportedStream(tmp_path)
+    stream = ExportedStream(folder)
+    with pytest.raises(S2DitError, match="set a prompt"):
+        stream.next_latents()
+    with pytest.raises(S2DitError, match="text"):
+        stream.set_prompt(torch.zeros(1, 3, TEXT_DIM), torch.ones(1, 3))
+
+
+@pytest.mark.slow
+def test_core_ml_packages_declare_the_manifest_inputs_and_outputs(tmp_path):
+    ct = need("coremltools")
+    manifest = export("coreml", tmp_path / "coreml")
+    assert manifest.precision == "float16"
+    for name, entry in manifest.entry_points.items():
+        spec = ct.utils.load_spec(str(tmp_path / "coreml" / entry.file))
+        assert spec.WhichOneof("Type") == "mlProgram", name
+        inputs, outputs = spec.description.input, spec.description.output
+        assert len(inputs) == len(entry.inputs) and len(outputs) == len(entry.outputs), name
+        for declared, wanted in zip(inputs, entry.inputs, strict=True):
+            assert list(declared.type.multiArrayType.shape) == (wanted.shape or [1]), (name, wanted.name)
+    with pytest.raises(S2DitError, match="macOS"):
+        ExportedStream(tmp_path / "coreml")
+
+
+@pytest.mark.slow
+def test_export_and_run_from_the_command_line(tmp_path):
+    need("onnxscript")
+    import os
+    import sys
+
+    bin_dir = os.path.dirname(sys.executable)
+    out = tmp_path / "onnx"
+    cmd = [f"{bin_dir}/s2dit", "export", "onnx", "--random-weights", "--size", "64x48", "-o", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "manifest.json").is_file() and "denoise" in result.stdout
+    video = tmp_path / "run.mp4"
+    result = subprocess.run(
+        [f"{bin_dir}/s2dit", "export", "run", str(out), "a red circle", "--seconds", "2", "-o", str(video)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    from s2dit.videoio import probe_video
+
+    assert probe_video(video).frames >= 8
+    bad = subprocess.run(
+        [f"{bin_dir}/s2dit", "export", "run", str(tmp_path), "x"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode != 0 and "no manifest.json" in (bad.stdout + bad.stderr)
+    assert "Traceback" not in bad.stderr
