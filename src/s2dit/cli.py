@@ -1034,7 +1034,7 @@ def bench_export_cmd(
 # ---------------------------------------------------------------------------------------------------
 
 
-def _export(runtime: str, checkpoint, random_weights, preset, size, chunk, vae, out) -> None:
+def _export(runtime: str, checkpoint, random_weights, preset, size, chunk, vae, out, quantize=False) -> None:
     import dataclasses
     import warnings
 
@@ -1082,6 +1082,7 @@ def _export(runtime: str, checkpoint, random_weights, preset, size, chunk, vae, 
         text_encoder=text,
         fps=parts.fps,
         checkpoint=label,
+        quantize=quantize,
     )
     rows = []
     for name, entry in manifest.entry_points.items():
@@ -1124,9 +1125,30 @@ def _export_options(runtime: str, what: str):
 
 
 export_app.command("onnx")(_export_options("onnx", "to ONNX (run with onnxruntime)"))
-export_app.command("executorch")(
-    _export_options("executorch", "to ExecuTorch .pte files lowered to XNNPACK (float32)")
-)
+
+
+@export_app.command("executorch")
+def export_executorch(
+    checkpoint: Path | None = typer.Option(None, help="A trained S2DiT run or model folder."),
+    random_weights: bool = typer.Option(False, help="Export an untrained --preset (sizes and speed only)."),
+    preset: str = typer.Option("micro", help="Preset for --random-weights: micro or mobile."),
+    size: str | None = typer.Option(
+        None, help="Video WxH (default: the model's; 256x144 for --random-weights)."
+    ),
+    chunk: int | None = typer.Option(
+        None, help="Latent frames per chunk (default: the model's stream settings)."
+    ),
+    vae: Path | None = typer.Option(None, help="The tiny decoder to export (default: the model's VAE)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (artefacts + manifest.json)."),
+    quantize: bool = typer.Option(
+        False, help="int8 linear layers (dynamic activations) in the per-step graphs, XNNPACK int8 kernels."
+    ),
+) -> None:
+    """Export the streaming step (prompt, denoise, commit) and the decoder to ExecuTorch .pte files lowered
+    to XNNPACK (float32, or int8 with --quantize)."""
+    _export("executorch", checkpoint, random_weights, preset, size, chunk, vae, out, quantize)
+
+
 export_app.command("coreml")(
     _export_options("coreml", "to Core ML mlprogram packages (float16, iOS 18; prediction needs macOS)")
 )

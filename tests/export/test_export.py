@@ -208,3 +208,47 @@ def test_export_and_run_from_the_command_line(tmp_path):
     )
     assert bad.returncode != 0 and "no manifest.json" in (bad.stdout + bad.stderr)
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_quantised_executorch_export_stays_close(tmp_path):
+    need("executorch")
+    model, ae = tiny_parts()
+    manifest = export_stream(
+        model,
+        ae,
+        "executorch",
+        tmp_path / "q",
+        SIZE,
+        SETTINGS,
+        text_len=TEXT_LEN,
+        text_encoder="hashed",
+        fps=8.0,
+        checkpoint="tiny",
+        quantize=True,
+        progress=False,
+    )
+    assert manifest.precision == "int8-dynamic"
+    reference, ae = tiny_parts()
+    graphs = StreamGraphs(reference, ae, SIZE, SETTINGS.spec, TEXT_LEN)
+    args = graphs.example_inputs("denoise")
+    with torch.no_grad():
+        want = graphs.modules["denoise"](*args)
+    got = open_entry("executorch", tmp_path / "q" / "denoise.pte")(list(args))[0]
+    error = float((got - want).abs().max() / want.abs().max())
+    assert 0 < error <= 2e-2  # int8: close, not equal
+    with pytest.raises(S2DitError, match="quantize"):
+        export_stream(
+            model,
+            ae,
+            "onnx",
+            tmp_path / "x",
+            SIZE,
+            SETTINGS,
+            text_len=TEXT_LEN,
+            text_encoder="hashed",
+            fps=8.0,
+            checkpoint="tiny",
+            quantize=True,
+            progress=False,
+        )

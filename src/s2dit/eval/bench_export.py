@@ -88,7 +88,8 @@ def bench_export(folders: list[str], repeats: int = 20) -> dict:
     for folder, m in zip(folders, manifests, strict=True):
         calls = {n: open_entry(m.runtime, Path(folder) / m.entry_points[n].file) for n in inputs}
         size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-        runs.append((m.runtime, folder, {n: (lambda n=n, c=calls: c[n](inputs[n])) for n in inputs}, size))
+        label = m.runtime if m.precision == "float32" else f"{m.runtime} {m.precision}"
+        runs.append((label, folder, {n: (lambda n=n, c=calls: c[n](inputs[n])) for n in inputs}, size))
     rows = []
     frames = 4 * settings.chunk_frames
     with torch.no_grad():

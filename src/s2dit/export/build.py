@@ -32,13 +32,20 @@ def export_stream(
     text_encoder: str,
     fps: float,
     checkpoint: str,
+    quantize: bool = False,
     progress: bool = True,
 ) -> Manifest:
-    """Export ``model`` (an S2DiT) and ``ae`` (a tiny autoencoder, or None) for ``runtime`` into ``out``."""
+    """Export ``model`` (an S2DiT) and ``ae`` (a tiny autoencoder, or None) for ``runtime`` into ``out``.
+
+    ``quantize`` (ExecuTorch): the per-step graphs' linear layers in int8 (per-channel weights, activations
+    quantised on the fly, torchao), lowered to XNNPACK's int8 kernels; the prompt graph and the decoder stay
+    float32."""
     from tqdm import tqdm
 
     if runtime not in RUNTIMES:
         raise S2DitError(f"runtime {runtime!r}: choose from {', '.join(RUNTIMES)}")
+    if quantize and runtime != "executorch":
+        raise S2DitError("--quantize is for ExecuTorch (XNNPACK int8) exports")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # unfinished until the new manifest lands
@@ -47,6 +54,8 @@ def export_stream(
     )
     entries = {}
     for name in tqdm(list(graphs.modules), desc=f"export {runtime}", unit="graph", disable=not progress):
+        if quantize and name == "denoise":  # after the float prompt graph; before the per-step ones
+            _quantize_linears(graphs.model)
         module, inputs = graphs.modules[name], graphs.example_inputs(name)
         in_names, out_names = graphs.names(name)
         with torch.no_grad():
@@ -76,10 +85,19 @@ def export_stream(
         fps=fps,
         stream=dataclasses.asdict(settings),
         entry_points=entries,
-        precision="float16" if runtime == "coreml" else "float32",
+        precision="float16" if runtime == "coreml" else "int8-dynamic" if quantize else "float32",
     )
     manifest.write(out)
     return manifest
+
+
+def _quantize_linears(model) -> None:
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
+    from torchao.quantization.granularity import PerAxis
+
+    quantize_(
+        model, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
+    )
 
 
 def _remove(path: Path) -> None:
