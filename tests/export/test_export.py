@@ -48,7 +48,7 @@ def tiny_parts():
     return model, ae
 
 
-def export(runtime, out):
+def export(runtime, out, **kw):
     model, ae = tiny_parts()
     return export_stream(
         model,
@@ -62,6 +62,7 @@ def export(runtime, out):
         fps=8.0,
         checkpoint="tiny",
         progress=False,
+        **kw,
     )
 
 
@@ -213,21 +214,7 @@ def test_export_and_run_from_the_command_line(tmp_path):
 @pytest.mark.slow
 def test_the_quantised_executorch_export_stays_close(tmp_path):
     need("executorch")
-    model, ae = tiny_parts()
-    manifest = export_stream(
-        model,
-        ae,
-        "executorch",
-        tmp_path / "q",
-        SIZE,
-        SETTINGS,
-        text_len=TEXT_LEN,
-        text_encoder="hashed",
-        fps=8.0,
-        checkpoint="tiny",
-        quantize=True,
-        progress=False,
-    )
+    manifest = export("executorch", tmp_path / "q", quantize=True)
     assert manifest.precision == "int8-dynamic"
     reference, ae = tiny_parts()
     graphs = StreamGraphs(reference, ae, SIZE, SETTINGS.spec, TEXT_LEN)
@@ -238,17 +225,4 @@ def test_the_quantised_executorch_export_stays_close(tmp_path):
     error = float((got - want).abs().max() / want.abs().max())
     assert 0 < error <= 2e-2  # int8: close, not equal
     with pytest.raises(S2DitError, match="quantize"):
-        export_stream(
-            model,
-            ae,
-            "onnx",
-            tmp_path / "x",
-            SIZE,
-            SETTINGS,
-            text_len=TEXT_LEN,
-            text_encoder="hashed",
-            fps=8.0,
-            checkpoint="tiny",
-            quantize=True,
-            progress=False,
-        )
+        export("onnx", tmp_path / "x", quantize=True)
