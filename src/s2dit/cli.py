@@ -383,6 +383,10 @@ def bench_blocks(
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
     repeats: int = typer.Option(3, help="Timed runs per entry (the median is reported)."),
     backward: bool = typer.Option(True, help="Also time forward+backward."),
+    conv: str = typer.Option(
+        "auto",
+        help="LCHA's conv branch: auto (3d on CPU, 2d on GPU), 3d (one Conv3d) or 2d (a conv2d per tap).",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the latency table here."),
 ) -> None:
     """Time one block of each kind (L, its floor, F, S) and the stage entry/exit; print ratios."""
@@ -403,6 +407,7 @@ def bench_blocks(
         dtype=dtype,
         repeats=repeats,
         backward=backward,
+        conv=conv,
     )
     columns = ("tokens", *(f"{k} ms" for k in KINDS), "F/L", "L/F", "S/F", "L/floor")
     for pass_ in ("forward", "forward_backward") if backward else ("forward",):

@@ -22,6 +22,24 @@ def test_bench_table_has_every_kind_pass_and_token_count():
     assert [r[0] for r in rows] == [128, 256] and len(rows[0]) == 1 + len(KINDS) + 4
 
 
+def test_the_2d_conv_form_is_timed_when_asked(monkeypatch):
+    from s2dit.ops import causal_conv
+
+    used = []
+    real = causal_conv.causal_depthwise_conv3d_2d
+
+    def spy(*args):
+        used.append(True)
+        return real(*args)
+
+    monkeypatch.setattr(causal_conv, "causal_depthwise_conv3d_2d", spy)
+    table = run_bench(width=32, heads=2, tokens=[128], repeats=1, kinds=("L",), conv="2d", progress=False)
+    assert table["conv"] == "2d" and used
+    assert (
+        run_bench(width=32, heads=2, tokens=[128], repeats=1, kinds=("L",), progress=False)["conv"] == "auto"
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -30,6 +48,7 @@ def test_bench_table_has_every_kind_pass_and_token_count():
         ({"width": 30, "heads": 4}, "heads"),
         ({"device": "cuda"}, "CUDA"),
         ({"kinds": ("X",)}, "unknown kinds"),
+        ({"conv": "1d"}, "conv"),
     ],
 )
 def test_bench_refuses_bad_arguments(kwargs, message):

@@ -50,7 +50,8 @@ def test_even_spatial_kernels_are_refused():
 
 @pytest.mark.parametrize("with_tail", [False, True])
 def test_the_2d_form_equals_the_3d_convolution(with_tail):
-    from s2dit.ops.causal_conv import causal_depthwise_conv3d, causal_depthwise_conv3d_2d
+    from s2dit.ops.causal_conv import causal_depthwise_conv3d_2d
+    from s2dit.ops.causal_conv import causal_depthwise_conv3d_3d as causal_depthwise_conv3d
 
     g = torch.Generator().manual_seed(0)
     x, w, b = torch.randn(2, 6, 4, 5, 7, generator=g), torch.randn(6, 1, 3, 3, 3, generator=g), torch.randn(6)

@@ -115,9 +115,12 @@ def run_bench(
     repeats: int = 3,
     backward: bool = True,
     kinds: tuple[str, ...] = KINDS,
+    conv: str = "auto",
     progress: bool = True,
 ) -> dict:
-    """Time every kind at every token count; returns the latency table (see the module docstring)."""
+    """Time every kind at every token count; returns the latency table (see the module docstring).
+    ``conv``: LCHA's conv branch as the model runs it ("auto": 3D on CPUs, 2D per tap on GPUs), or forced
+    to one 3D depthwise convolution ("3d") or 2D ones per tap ("2d")."""
     if device == "cuda" and not torch.cuda.is_available():
         raise S2DitError("--device cuda: no CUDA device is available")
     dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
@@ -125,6 +128,8 @@ def run_bench(
         raise S2DitError(f"--dtype: {dtype!r} is not one of float32, bfloat16, float16")
     if width % heads or (width // heads) % 2:
         raise S2DitError(f"--width {width} must split into {heads} heads of even size")
+    if conv not in ("auto", "3d", "2d"):
+        raise S2DitError(f"--conv {conv!r}: choose auto, 3d or 2d")
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise S2DitError(f"unknown kinds {sorted(unknown)} (choose from {', '.join(KINDS)})")
@@ -142,6 +147,13 @@ def run_bench(
         "stage_up": StageUp(width),
     }
     modules["L_floor"].mixer = FloorMixer(width)
+    if conv != "auto":
+        from s2dit.ops import causal_conv
+
+        forced = (
+            causal_conv.causal_depthwise_conv3d_2d if conv == "2d" else causal_conv.causal_depthwise_conv3d_3d
+        )
+        modules["L"].mixer.conv_op = forced
     for m in modules.values():
         m.to(device=dev, dtype=dt)
     text = torch.randn(1, text_tokens, width, device=dev, dtype=dt)
@@ -166,6 +178,7 @@ def run_bench(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "dtype": dtype,
+        "conv": conv,
         "width": width,
         "heads": heads,
         "ffn_dim": ffn_mult * width,

@@ -14,7 +14,21 @@ import torch.nn.functional as F
 def causal_depthwise_conv3d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, tail: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Convolve ``x [B, C, T, H, W]`` with a depthwise ``weight [C, 1, k_t, k_h, k_w]`` (odd k_h, k_w).
+    """Convolve ``x [B, C, T, H, W]`` with a depthwise ``weight [C, 1, k_t, k_h, k_w]`` (odd k_h, k_w),
+    in the form that is fastest on ``x``'s device: one 3D convolution on CPUs (channels-last friendly), 2D
+    convolutions per temporal tap on GPUs (cuDNN's depthwise 3D backward is 34x slower there: H100, bf16,
+    width 1536, 32k tokens, LCHA block forward+backward 1478 ms vs 43 ms). Arguments and results as
+    :func:`causal_depthwise_conv3d_3d`."""
+    if x.device.type == "cuda":
+        return causal_depthwise_conv3d_2d(x, weight, bias, tail)
+    return causal_depthwise_conv3d_3d(x, weight, bias, tail)
+
+
+def causal_depthwise_conv3d_3d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, tail: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The convolution as one depthwise ``conv3d``: ``x [B, C, T, H, W]``, ``weight [C, 1, k_t, k_h, k_w]``
+    (odd k_h, k_w).
 
     Args:
         tail: the ``[B, C, k_t - 1, H, W]`` input frames just before ``x`` (None: the start of a
@@ -42,8 +56,8 @@ def causal_depthwise_conv3d(
 def causal_depthwise_conv3d_2d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, tail: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`causal_depthwise_conv3d` written with 2D convolutions only: one depthwise ``conv2d`` per
-    temporal tap over the frames it reads, summed. For runtimes without a 3D convolution kernel
+    """The convolution written with 2D convolutions only: one depthwise ``conv2d`` per temporal tap over the
+    frames it reads, summed. Faster on GPUs, and exportable to runtimes without a 3D convolution kernel
     (ExecuTorch's XNNPACK delegate takes 4-D convolutions only); same arguments and results."""
     C, kt, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3], weight.shape[4]
     B, _, T, H, W = x.shape
