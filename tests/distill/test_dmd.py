@@ -142,7 +142,7 @@ def test_dmd_refusals(latents, teacher, tmp_path):
     with pytest.raises(ConfigError, match="grad_accum"):
         dmd_config(latents, teacher, tmp_path / "x", grad_accum=2)
     with pytest.raises(ConfigError, match=r"distill\.teacher"):
-        DMD(distill_config(), CPU, 0, 2)
+        DMD(distill_config(), CPU, 0)
 
 
 @pytest.mark.slow

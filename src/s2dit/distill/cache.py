@@ -29,7 +29,7 @@ from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
 from s2dit.diffusion.sampling import Condition, euler, guided, sigma_schedule
 from s2dit.errors import S2DitError
-from s2dit.train.data import Epochs
+from s2dit.train.data import Epochs, pad_text
 
 COMPLETE = "COMPLETE"
 
@@ -90,7 +90,6 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     from s2dit.diffusion.pipeline import read_pipeline
     from s2dit.eval.micro_metrics import load_prompts
     from s2dit.model.denoiser import load_denoiser, text_dim
-    from s2dit.train.data import pad_text
 
     if not cfg.teacher or not Path(cfg.teacher).exists():
         raise S2DitError(f"--teacher {cfg.teacher!r} does not exist")
@@ -253,8 +252,6 @@ class TrajectoryBatches(Epochs):
 
     def batch(self, positions: list[int]) -> dict:
         """``states [b, n, C, T, H, W]``, ``sigmas [b, n]``, padded ``text`` and ``mask``, ``positions``."""
-        from s2dit.train.data import pad_text
-
         items = [self.cache.read(self.index(p), self.levels(p, self.sigmas)) for p in positions]
         text, mask = pad_text([it["text"] for it in items], self.text_len)
         return {

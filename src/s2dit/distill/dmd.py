@@ -21,7 +21,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, flow_matching_loss, shift_sigma
+from s2dit.diffusion.flow import (
+    NUM_TRAIN_TIMESTEPS,
+    add_noise,
+    flow_matching_loss,
+    shift_sigma,
+    x0_from_velocity,
+)
 from s2dit.diffusion.sampling import Condition
 from s2dit.diffusion.streaming import StreamSampler
 from s2dit.distill.config import DistillConfig
@@ -46,17 +52,13 @@ def dmd_surrogate(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return 0.5 * (x.float() - (x.float() - grad.float()).detach()).square().mean()
 
 
-def _x0(denoiser_velocity: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    return x - sigma[:, None, None, None, None] * denoiser_velocity.float()
-
-
 class DMD:
     """``method: dmd``. Owns the frozen teacher, the critic and its optimiser; the trainer owns the
     generator. ``loss`` returns ``None`` on critic-only iterations."""
 
     wraps_model = False  # rollouts call forward_chunk, which DDP cannot see: gradients are averaged by hand
 
-    def __init__(self, cfg: DistillConfig, world: World, seed: int, batch_size: int):
+    def __init__(self, cfg: DistillConfig, world: World, seed: int):
         from s2dit.model.denoiser import load_denoiser
 
         if not cfg.teacher:
@@ -67,7 +69,6 @@ class DMD:
         self.optimizer = torch.optim.Adam(
             self.critic.parameters(), lr=cfg.critic_lr, betas=tuple(cfg.critic_betas)
         )
-        self.batch_size = batch_size
 
     # -------------------------------------------------------------------------------------------
 
@@ -109,10 +110,13 @@ class DMD:
         loss = None
         if train_generator:
             with torch.no_grad():
-                x_t, _, sigma, t = self.noisy(x.detach(), positions, salt=2)
+                x_t, _, _, t = self.noisy(x.detach(), positions, salt=2)
+                sigma = t / NUM_TRAIN_TIMESTEPS
                 v_real = self.real_score(x_t, t, cond, uncond)
                 v_fake = self.critic(x_t, t, cond.text, cond.mask)
-                grad = dmd_gradient(x.detach(), _x0(v_real, x_t, sigma), _x0(v_fake, x_t, sigma))
+                x0_real = x0_from_velocity(x_t, v_real, sigma)
+                x0_fake = x0_from_velocity(x_t, v_fake.float(), sigma)
+                grad = dmd_gradient(x.detach(), x0_real, x0_fake)
             loss = dmd_surrogate(x, grad)
             logs["dmd_grad_norm"] = float(grad.float().square().mean().sqrt())
         logs["critic_loss"] = self.critic_step(x.detach(), cond, positions)

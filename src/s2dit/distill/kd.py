@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, TimestepSampling, add_noise, flow_matching_loss
+from s2dit.diffusion.flow import (
+    NUM_TRAIN_TIMESTEPS,
+    TimestepSampling,
+    add_noise,
+    flow_matching_loss,
+    x0_from_velocity,
+)
 from s2dit.diffusion.streaming import StreamSettings
 from s2dit.distill.cache import TrajectoryBatches
 from s2dit.errors import ConfigError
@@ -127,5 +133,5 @@ class CausalODE:
         v = model(
             x, sigma * NUM_TRAIN_TIMESTEPS, batch["text"].to(device), batch["mask"].to(device), chunk_frames=c
         )
-        x0 = x - sigma[:, None, :, None, None] * v.float()
+        x0 = x0_from_velocity(x, v.float(), sigma)
         return (x0 - x_final).square().mean(), {}

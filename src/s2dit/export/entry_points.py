@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, x0_from_velocity
 from s2dit.model.state import StreamSpec, StreamState
 from s2dit.model.transformer import S2DiT
 
@@ -55,7 +55,7 @@ class DenoiseStep(_StateStep):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
         v = self.model.forward_chunk(x, t, self._state(tensors, clone=False), commit=False)
-        return x - (t / NUM_TRAIN_TIMESTEPS)[:, None, :, None, None] * v
+        return x0_from_velocity(x, v, t / NUM_TRAIN_TIMESTEPS)
 
 
 class CommitStep(_StateStep):

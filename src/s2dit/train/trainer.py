@@ -88,7 +88,7 @@ def build_method(cfg: TrainConfig, world: World):
         return CausalODE(d.cache, cfg.data.text_len, d.stream, cfg.seed)
     from s2dit.distill.dmd import DMD
 
-    return DMD(d, world, cfg.seed, cfg.batch_size)
+    return DMD(d, world, cfg.seed)
 
 
 def latent_source(folder: str) -> dict:
