@@ -753,14 +753,15 @@ def train_vae(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     max_steps: int | None = typer.Option(None, help="Stop after this step (the run can be resumed later)."),
 ) -> None:
-    """Train the tiny autoencoder on a clip folder (the micro world's VAE)."""
+    """Train an autoencoder on a clip folder: the tiny autoencoder (the micro world's VAE), or a small Wan
+    VAE with --set kind=wan."""
     from s2dit.config import load_config
-    from s2dit.latent.train_ae import AETrainConfig, train_tiny_ae
+    from s2dit.latent.train_ae import AETrainConfig, train_autoencoder
 
     cfg = load_config(AETrainConfig, config, list(set_))
     if max_steps is not None and max_steps < 1:
         raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
-    metrics = train_tiny_ae(cfg, max_steps=max_steps)
+    metrics = train_autoencoder(cfg, max_steps=max_steps)
     console.print(
         ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
     )

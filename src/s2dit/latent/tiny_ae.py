@@ -29,8 +29,11 @@ class TinyAEConfig:
     """Architecture of the tiny autoencoder (widths from full resolution down to 1/8)."""
 
     latent_channels: int = 16
-    # Full, 1/2, 1/4, 1/8 resolution. Decoding costs ~0.6 GFLOP per 256x144 frame at these widths.
+    # Full, 1/2, 1/4, 1/8 resolution. Decoding costs ~0.5 GFLOP per 256x144 frame at these widths.
     widths: list[int] = dataclasses.field(default_factory=lambda: [8, 16, 32, 64])
+    # Residual blocks at each resolution (full, 1/2, 1/4, 1/8), in the encoder and in the decoder.
+    enc_blocks: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 1, 1])
+    dec_blocks: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 1, 1])
     temporal_kernel: int = 3  # causal depthwise conv over latent frames in the decoder
     latents_mean: list[float] = dataclasses.field(default_factory=lambda: [0.0] * 16)
     latents_std: list[float] = dataclasses.field(default_factory=lambda: [1.0] * 16)
@@ -43,6 +46,9 @@ class TinyAEConfig:
             raise ConfigError(
                 f"widths: {self.widths} must be 4 positive widths (full, 1/2, 1/4, 1/8 resolution)"
             )
+        for name in ("enc_blocks", "dec_blocks"):
+            if len(getattr(self, name)) != 4 or any(n < 0 for n in getattr(self, name)):
+                raise ConfigError(f"{name}: {getattr(self, name)} must be 4 block counts >= 0 (full to 1/8)")
         if len(self.latents_mean) != self.latent_channels or len(self.latents_std) != self.latent_channels:
             raise ConfigError(f"latents_mean/latents_std need {self.latent_channels} values each")
         if self.temporal_kernel < 1:
@@ -69,15 +75,19 @@ class TinyAutoencoder(nn.Module):
         super().__init__()
         self.config = config
         w, C = config.widths, config.latent_channels
-        # Residual blocks only below full resolution, where they are 4x cheaper.
+        stages = lambda counts: nn.ModuleList(  # noqa: E731  residual blocks per resolution, full to 1/8
+            nn.Sequential(*(ResBlock2d(w[level]) for _ in range(n))) for level, n in enumerate(counts)
+        )
         self.enc_in = nn.Conv2d(3, w[0], 3, padding=1)
         self.enc_down = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 3, stride=2, padding=1) for i in range(3))
-        self.enc_blocks = nn.ModuleList(ResBlock2d(w[i + 1]) for i in range(3))
+        self.enc_blocks = stages(config.enc_blocks)
         self.to_latent = nn.Conv2d(4 * w[3], 2 * C, 1)  # 4 frames folded into channels -> mean, log-variance
         self.temporal = nn.Conv3d(C, C, (config.temporal_kernel, 1, 1), groups=C)  # weights for the causal op
         self.from_latent = nn.Conv2d(C, 4 * w[3], 1)  # a latent frame -> 4 frames of features
-        self.dec_blocks = nn.ModuleList(ResBlock2d(w[i + 1]) for i in reversed(range(3)))
-        self.dec_up = nn.ModuleList(nn.Conv2d(w[i + 1], w[i], 3, padding=1) for i in reversed(range(3)))
+        self.dec_blocks = stages(config.dec_blocks)
+        self.dec_up = nn.ModuleList(
+            nn.Conv2d(w[i + 1], w[i], 3, padding=1) for i in range(3)
+        )  # 1/2^(i+1) -> 1/2^i
         self.dec_out = nn.Conv2d(w[0], 3, 3, padding=1)
         self.register_buffer("mean", torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.latents_std).view(1, -1, 1, 1, 1), persistent=False)
@@ -101,9 +111,9 @@ class TinyAutoencoder(nn.Module):
         if (Fr - 1) % 4 or H % 8 or W % 8:
             raise ValueError(f"tiny AE input must be 4k+1 frames of multiples of 8 pixels, got {Fr}x{H}x{W}")
         x = pixels.transpose(1, 2).reshape(B * Fr, 3, H, W)  # per-frame 2D
-        x = self.enc_in(x)
-        for down, block in zip(self.enc_down, self.enc_blocks, strict=True):
-            x = block(down(F.silu(x)))  # (B*F, w3, h, w) after the last level
+        x = self.enc_blocks[0](self.enc_in(x))
+        for down, blocks in zip(self.enc_down, self.enc_blocks[1:], strict=True):
+            x = blocks(down(F.silu(x)))  # (B*F, w3, h, w) after the last level
         x = x.reshape(B, Fr, *x.shape[1:])  # (B, F, w3, h, w)
         x = torch.cat([x[:, :1].expand(-1, 3, -1, -1, -1), x], dim=1)  # frame 0 fills its group of 4
         T = (Fr + 3) // 4
@@ -134,9 +144,11 @@ class TinyAutoencoder(nn.Module):
         x = x.reshape(B * n * 4, -1, h, w)  # each latent frame unfolds into 4 frames
         if first:  # latent 0 stands for frame 0 only: keep the last of its four
             x = x.reshape(B, n * 4, *x.shape[1:])[:, 3:].reshape(-1, *x.shape[1:])
-        for block, up in zip(self.dec_blocks, self.dec_up, strict=True):
-            x = up(F.interpolate(block(x), scale_factor=2.0, mode="nearest"))
-        x = self.dec_out(F.silu(x))  # (B*F, 3, H, W)
+        for level in (3, 2, 1):
+            x = self.dec_up[level - 1](
+                F.interpolate(self.dec_blocks[level](x), scale_factor=2.0, mode="nearest")
+            )
+        x = self.dec_out(F.silu(self.dec_blocks[0](x)))  # (B*F, 3, H, W)
         frames = x.reshape(B, -1, 3, *x.shape[2:]).transpose(1, 2)
         return frames.clamp(-1.0, 1.0), tail
 

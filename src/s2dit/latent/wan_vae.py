@@ -7,16 +7,23 @@ normalised per channel, ``latent = (z - mean) / std`` with the 16 means/stds of 
 frame at a time exactly as diffusers' full decode does, so the frames it yields equal a full decode of the
 whole latent video. Its cache lives in the decoder object, not on the VAE module, so several streams can
 share one VAE.
+
+:class:`TrainableWanVAE` gives a fresh ``AutoencoderKLWan`` (built from :class:`WanVAEArch`) the tiny
+autoencoder's training interface, so ``s2dit train vae`` with ``kind: wan`` trains small Wan VAEs, e.g. the
+VAE that ``s2dit train decoder`` learns to imitate in tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from s2dit.errors import S2DitError
+from s2dit.errors import ConfigError, S2DitError
 
 
 class WanVAE:
@@ -109,3 +116,59 @@ class WanStreamingDecoder:
 
             out = unpatchify(out, patch_size=vae.config.patch_size)
         return out.clamp(-1.0, 1.0)
+
+
+@dataclasses.dataclass
+class WanVAEArch:
+    """A small ``AutoencoderKLWan`` trained from scratch: 4x time and 8x space compression, like Wan2.1's."""
+
+    base_dim: int = 16  # Wan2.1's VAE: 96
+    dim_mult: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 4])
+    num_res_blocks: int = 1  # Wan2.1's VAE: 2
+    z_dim: int = 16
+
+    def __post_init__(self) -> None:
+        if self.base_dim < 1 or self.num_res_blocks < 1 or self.z_dim < 1:
+            raise ConfigError("wan: base_dim, num_res_blocks and z_dim must be at least 1")
+        if len(self.dim_mult) != 4 or any(m < 1 for m in self.dim_mult):
+            raise ConfigError(f"wan.dim_mult: {self.dim_mult} must be 4 positive multipliers")
+
+    def build(self):
+        from diffusers import AutoencoderKLWan
+
+        return AutoencoderKLWan(
+            base_dim=self.base_dim,
+            z_dim=self.z_dim,
+            dim_mult=list(self.dim_mult),
+            num_res_blocks=self.num_res_blocks,
+            temperal_downsample=[False, True, True],
+        )
+
+
+class TrainableWanVAE(nn.Module):
+    """An ``AutoencoderKLWan`` with the tiny autoencoder's training interface (un-normalised latents)."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def posterior(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, 3, F, H, W]`` -> ``(mean, logvar)``, each ``[B, z_dim, T, H/8, W/8]``."""
+        dist = self.vae.encode(pixels).latent_dist
+        return dist.mean, dist.logvar
+
+    def forward(self, pixels: torch.Tensor, sample: bool = True):
+        """``(reconstruction, posterior mean, posterior logvar)``."""
+        mean, logvar = self.posterior(pixels)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
+        return self.vae.decode(z).sample, mean, logvar
+
+    def save(self, folder: str | os.PathLike, latents_mean: list[float], latents_std: list[float]) -> None:
+        """Write a diffusers folder (``config.json`` with the measured latent statistics + weights) into
+        ``folder``; the files are written elsewhere first and moved in, so a crash leaves no partial file."""
+        folder = Path(folder)
+        self.vae.register_to_config(latents_mean=latents_mean, latents_std=latents_std)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".save-") as tmp:
+            self.vae.save_pretrained(tmp)
+            for name in sorted(os.listdir(tmp), key=lambda n: n == "config.json"):  # config last
+                os.replace(Path(tmp) / name, folder / name)
