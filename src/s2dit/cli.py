@@ -192,13 +192,23 @@ def eval_vae(
         None, help="A distilled decoder (s2dit train decoder) to compare with the VAE's own decode."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+    recon: Path | None = typer.Option(
+        None,
+        help="Write the reconstructions here (mp4 + clips.jsonl), to score with "
+        "s2dit eval micro --videos DIR --prompts DIR/clips.jsonl.",
+    ),
 ) -> None:
     """Reconstruction PSNR, encode speed and streaming decode frames/s of an autoencoder."""
     from s2dit.atomic import write_text_atomic
     from s2dit.eval.vae import evaluate_vae
 
     report = evaluate_vae(
-        str(vae), str(videos), clips=clips, chunk=chunk, decoder_path=str(decoder) if decoder else None
+        str(vae),
+        str(videos),
+        clips=clips,
+        chunk=chunk,
+        decoder_path=str(decoder) if decoder else None,
+        recon_dir=str(recon) if recon else None,
     )
     rows = [(k, f"{v:.3f}" if isinstance(v, float) else v) for k, v in report.items()]
     console.print(_table("autoencoder", ("metric", "value"), rows))

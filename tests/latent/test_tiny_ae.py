@@ -169,11 +169,20 @@ def test_the_weighted_l1_counts_object_pixels_more():
 
 
 def test_eval_vae_reports_quality_and_speed(tmp_path, micro_world):
+    from s2dit.config import VideoSpec
+    from s2dit.data.video_folder import VideoFolderDataset
     from s2dit.eval.vae import evaluate_vae
 
     save_tiny_ae(tiny(), tmp_path)
-    report = evaluate_vae(str(tmp_path), str(micro_world), clips=2, progress=False)
+    recon = tmp_path / "recon"
+    report = evaluate_vae(str(tmp_path), str(micro_world), clips=2, recon_dir=str(recon), progress=False)
     assert report["clips"] == 2 and report["frames_per_clip"] == 33 and report["size"] == "256x144"
     assert (
         0 < report["psnr_db"] < 60 and report["decode_frames_per_s"] > 0 and report["encode_clips_per_s"] > 0
     )
+    # The reconstructions are a captioned folder (what s2dit eval micro scores), one video per clip.
+    source, written = (VideoFolderDataset(d, VideoSpec()) for d in (micro_world, recon))
+    assert len(written) == 2 and report["reconstructions"] == str(recon)
+    for i in range(2):
+        assert written[i]["caption"] == source[i]["caption"]
+        assert written[i]["pixels"].shape == (3, 33, 144, 256)

@@ -4,11 +4,16 @@ Each clip is encoded whole, then decoded chunk by chunk through the streaming de
 uses); the report gives PSNR against the input (pixels in [0, 1]), encode clips/s and decode frames/s.
 With ``decoder_path`` (a decoder distilled by ``s2dit train decoder``) the same latents also go through that
 decoder: its PSNR against the VAE's own decode and against the input, its frames/s, and the speed ratio.
+With ``recon_dir`` the reconstructions are written there as mp4s with a ``clips.jsonl`` of their captions,
+so ``s2dit eval micro`` can score them: on a micro world, that score is the ceiling of any model generating
+in this latent space.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -25,12 +30,15 @@ def evaluate_vae(
     clips: int = 32,
     chunk: int = 3,
     decoder_path: str | None = None,
+    recon_dir: str | None = None,
     progress: bool = True,
 ) -> dict:
     from tqdm import tqdm
 
+    from s2dit.atomic import write_text_atomic
     from s2dit.data.encode import load_vae
     from s2dit.data.video_folder import VideoFolderDataset
+    from s2dit.videoio import pixels_to_uint8, write_video
 
     if clips < 1 or chunk < 1:
         raise S2DitError("--clips and --chunk must be at least 1")
@@ -40,8 +48,12 @@ def evaluate_vae(
     n = min(clips, len(dataset))
     psnrs, encode_s, decode_s, frames = [], 0.0, 0.0, 0
     student_vs_vae, student_vs_input, student_s = [], [], 0.0
+    rows = []
+    if recon_dir:
+        Path(recon_dir).mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(n), desc="eval vae", unit="clip", disable=not progress):
-        pixels = dataset[i]["pixels"][None]  # (1, 3, F, H, W)
+        item = dataset[i]
+        pixels = item["pixels"][None]  # (1, 3, F, H, W)
         start = time.perf_counter()
         latents = vae.encode(pixels)
         encode_s += time.perf_counter() - start
@@ -49,6 +61,10 @@ def evaluate_vae(
         decode_s += seconds
         frames += out.shape[2]
         psnrs.append(psnr(out, pixels))
+        if recon_dir:
+            name = f"{i:06d}.mp4"
+            write_video(Path(recon_dir) / name, pixels_to_uint8(out[0]), dataset.spec.fps)
+            rows.append({"video": name, "caption": item["caption"], "source": item["video"]})
         if student is not None:
             fast, seconds = _stream_decode(student, latents, chunk)
             student_s += seconds
@@ -67,6 +83,9 @@ def evaluate_vae(
         "decode_chunk_latent_frames": chunk,
         "threads": torch.get_num_threads(),
     }
+    if recon_dir:
+        write_text_atomic(Path(recon_dir) / "clips.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        report["reconstructions"] = str(recon_dir)
     if student is not None:
         report.update(
             decoder=str(decoder_path),
