@@ -187,6 +187,8 @@ def eval_vae(
         ..., help="Held-out clips (a micro world or a captioned folder), 256x144x33."
     ),
     clips: int = typer.Option(32, help="Clips to evaluate."),
+    frames: int = typer.Option(33, help="Frames per clip (4k+1), taken at --fps."),
+    fps: float = typer.Option(16.0, help="Frame rate the clips are resampled to (the micro chain uses 4)."),
     chunk: int = typer.Option(3, help="Latent frames per streamed decode chunk."),
     decoder: Path | None = typer.Option(
         None, help="A distilled decoder (s2dit train decoder) to compare with the VAE's own decode."
@@ -200,6 +202,7 @@ def eval_vae(
 ) -> None:
     """Reconstruction PSNR, encode speed and streaming decode frames/s of an autoencoder."""
     from s2dit.atomic import write_text_atomic
+    from s2dit.config import VideoSpec
     from s2dit.eval.vae import evaluate_vae
 
     report = evaluate_vae(
@@ -209,6 +212,7 @@ def eval_vae(
         chunk=chunk,
         decoder_path=str(decoder) if decoder else None,
         recon_dir=str(recon) if recon else None,
+        spec=VideoSpec(frames=frames, fps=fps),
     )
     rows = [(k, f"{v:.3f}" if isinstance(v, float) else v) for k, v in report.items()]
     console.print(_table("autoencoder", ("metric", "value"), rows))
