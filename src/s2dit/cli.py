@@ -184,7 +184,7 @@ def eval_micro(
 def eval_vae(
     vae: Path = typer.Option(..., help="A tiny-autoencoder folder or a diffusers Wan VAE folder."),
     videos: Path = typer.Option(
-        ..., help="Held-out clips (a micro world or a captioned folder), 256x144x33."
+        ..., help="Held-out clips (a micro world or a captioned folder), read at 256x144."
     ),
     clips: int = typer.Option(32, help="Clips to evaluate."),
     frames: int = typer.Option(33, help="Frames per clip (4k+1), taken at --fps."),

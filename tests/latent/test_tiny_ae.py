@@ -115,6 +115,8 @@ def test_train_vae_runs_resumes_and_writes_the_model(tmp_path, micro_world):
     assert [r["step"] for r in first] == [1, 2, 3] and not (out / "tiny_ae.safetensors").exists()
     both = run_train(out, micro_world)  # resumes at step 3
     assert [r["step"] for r in both] == [1, 2, 3, 4, 5, 6]
+    straight = run_train(tmp_path / "straight", micro_world)  # the same run, never interrupted
+    assert [r["loss"] for r in straight] == [r["loss"] for r in both]
     cfg = yaml.safe_load((out / "tiny_ae.yaml").read_text())
     assert len(cfg["latents_std"]) == 16 and cfg["latents_std"] != [1.0] * 16  # measured on the data
     ae = load_tiny_ae(out)
@@ -186,3 +188,54 @@ def test_eval_vae_reports_quality_and_speed(tmp_path, micro_world):
     for i in range(2):
         assert written[i]["caption"] == source[i]["caption"]
         assert written[i]["pixels"].shape == (3, 33, 144, 256)
+    rows = [json.loads(line) for line in (recon / "clips.jsonl").read_text().splitlines()]
+    assert rows[0]["objects"] and rows[0]["source"] == source[0]["video"]  # ground truth kept for eval micro
+    with pytest.raises(S2DitError, match="another folder"):
+        evaluate_vae(str(tmp_path), str(micro_world), clips=1, recon_dir=str(micro_world), progress=False)
+
+
+def test_weights_saved_before_per_level_blocks_still_load(tmp_path):
+    """Old files named the three residual blocks enc_blocks.i / dec_blocks.j (coarsest first) / dec_up.j."""
+    from safetensors.torch import load_file, save_file
+
+    ae = tiny()
+    save_tiny_ae(ae, tmp_path)
+    new = load_file(tmp_path / "tiny_ae.safetensors")
+    old = {}
+    for key, value in new.items():
+        parts = key.split(".")
+        if parts[0] in ("enc_blocks", "dec_blocks"):
+            level = int(parts[1])
+            parts = [parts[0], str(level - 1 if parts[0] == "enc_blocks" else 3 - level), *parts[3:]]
+        elif parts[0] == "dec_up":
+            parts = [parts[0], str(2 - int(parts[1])), *parts[2:]]
+        old[".".join(parts)] = value.clone()
+    assert "dec_blocks.0.conv1.weight" in old and torch.equal(
+        old["dec_blocks.0.conv1.weight"], new["dec_blocks.3.0.conv1.weight"]
+    )
+    save_file(old, str(tmp_path / "tiny_ae.safetensors"))
+    latents = torch.randn(1, 16, 2, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(load_tiny_ae(tmp_path).decode(latents), ae.decode(latents), rtol=0, atol=0)
+    save_file({"nonsense": torch.zeros(1)}, str(tmp_path / "tiny_ae.safetensors"))
+    with pytest.raises(S2DitError, match="does not match"):
+        load_tiny_ae(tmp_path)
+
+
+def test_the_shipped_micro_vae_reconstructs_micro_world_clips(repo_root, micro_world):
+    """weights/micro_vae on clips of another micro world (seed 3): sharp enough for the 30 dB target, and the
+    VAE the shipped teacher was trained with (weights/micro_vae_v1) still loads."""
+    from s2dit.config import VideoSpec
+    from s2dit.data.video_folder import VideoFolderDataset
+    from s2dit.latent.train_ae import psnr
+
+    data = VideoFolderDataset(micro_world, VideoSpec(), random_start=False)
+    pixels = torch.stack([data[i]["pixels"] for i in range(4)])
+    ae = load_tiny_ae(repo_root / "weights" / "micro_vae")
+    with torch.no_grad():
+        assert psnr(ae.decode(ae.encode(pixels)), pixels) > 29.0
+        latents = ae.encode(pixels)  # normalised by the measured statistics
+        assert latents.mean().abs() < 0.3 and 0.5 < latents.std() < 1.5
+    old = load_tiny_ae(repo_root / "weights" / "micro_vae_v1")
+    with torch.no_grad():
+        assert 20.0 < psnr(old.decode(old.encode(pixels)), pixels) < 29.0

@@ -4,9 +4,9 @@ Each clip is encoded whole, then decoded chunk by chunk through the streaming de
 uses); the report gives PSNR against the input (pixels in [0, 1]), encode clips/s and decode frames/s.
 With ``decoder_path`` (a decoder distilled by ``s2dit train decoder``) the same latents also go through that
 decoder: its PSNR against the VAE's own decode and against the input, its frames/s, and the speed ratio.
-With ``recon_dir`` the reconstructions are written there as mp4s with a ``clips.jsonl`` of their captions,
-so ``s2dit eval micro`` can score them: on a micro world, that score is the ceiling of any model generating
-in this latent space.
+With ``recon_dir`` the reconstructions are written there as mp4s with a ``clips.jsonl`` (the source rows,
+ground-truth objects included, pointing at the reconstructions), so ``s2dit eval micro`` can score them: on a
+micro world, that score is the ceiling of any model generating in this latent space.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ def evaluate_vae(
 
     if clips < 1 or chunk < 1:
         raise S2DitError("--clips and --chunk must be at least 1")
+    if recon_dir and Path(recon_dir).resolve() == Path(videos).resolve():
+        raise S2DitError("--recon must be another folder than --videos (its clips.jsonl would be replaced)")
+    source_rows = _source_rows(videos)
     vae = load_vae(vae_path)
     student = load_vae(decoder_path) if decoder_path else None
     dataset = VideoFolderDataset(videos, spec or VideoSpec())
@@ -67,7 +70,10 @@ def evaluate_vae(
         if recon_dir:
             name = f"{i:06d}.mp4"
             write_video(Path(recon_dir) / name, pixels_to_uint8(out[0]), dataset.spec.fps)
-            rows.append({"video": name, "caption": item["caption"], "source": item["video"]})
+            row = source_rows.get(item["video"], {})
+            if (row.get("frames"), row.get("fps")) != (dataset.spec.frames, dataset.spec.fps):
+                row = {"caption": item["caption"]}  # per-frame ground truth only at the source's own rate
+            rows.append({**row, "video": name, "source": item["video"]})
         if student is not None:
             fast, seconds = _stream_decode(student, latents, chunk)
             student_s += seconds
@@ -99,6 +105,15 @@ def evaluate_vae(
             decoder_speedup=decode_s / student_s,
         )
     return report
+
+
+def _source_rows(videos: str) -> dict[str, dict]:
+    """A micro world's ``clips.jsonl`` rows by video path (empty for other folders)."""
+    index = Path(videos) / "clips.jsonl"
+    if not index.is_file():
+        return {}
+    rows = (json.loads(line) for line in index.read_text().splitlines() if line.strip())
+    return {r["video"]: r for r in rows if isinstance(r, dict) and "video" in r}
 
 
 def _stream_decode(vae, latents: torch.Tensor, chunk: int) -> tuple[torch.Tensor, float]:

@@ -1,4 +1,4 @@
-"""``s2dit train vae``: train the tiny autoencoder on a clip folder (the micro world's VAE).
+"""``s2dit train vae``: train an autoencoder on a clip folder (the tiny one is the micro world's VAE).
 
 Loss: object-weighted L1 + ``mse_weight`` × MSE + ``kl_weight`` × KL(posterior ‖ N(0, 1)). Each pixel's L1
 is weighted by ``1 + object_weight × (its largest channel distance from the clip's median colour)``,
@@ -6,16 +6,17 @@ normalised to mean 1: in the micro world the median is the background, and small
 otherwise count for a few percent of the loss. With a plain L1 the autoencoder learned edges and brightness
 but decoded every object grey (no colour detected in the reconstructions after 1,500 steps); weighted, the
 reconstructions keep their colours. The MSE term is what PSNR measures: without it the smooth backgrounds,
-which the weighting discounts, held most of the error. The learning rate warms up and follows a cosine
-decay. Batches come from :class:`s2dit.latent.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed
-run sees exactly the clips an uninterrupted one would).
+which the weighting discounts, held most of the error. The learning rate is a cosine decay over the whole
+run to ``final_lr_ratio`` × ``lr``, multiplied by a linear warm-up ramp over the first ``warmup_steps``.
+Batches come from :class:`s2dit.latent.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
+exactly the clips an uninterrupted one would).
 
-``kind: wan`` trains a small diffusers ``AutoencoderKLWan`` (architecture in ``wan:``) the same way and
-writes a diffusers VAE folder (``config.json`` with the measured latent statistics + weights) instead.
 The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoint.pt``
 (model, optimiser, step; written atomically, resumed automatically) and, at the end, the model:
 ``tiny_ae.safetensors`` + ``tiny_ae.yaml`` (its architecture and the per-channel latent statistics measured
-on the data, used to normalise latents).
+on the data, used to normalise latents). ``kind: wan`` trains a small diffusers ``AutoencoderKLWan``
+(architecture in ``wan:``) the same way and writes a diffusers VAE folder instead (``config.json`` with the
+measured statistics as ``latents_mean``/``latents_std`` + weights).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -50,12 +52,12 @@ class ReconTrainConfig:
     clip_frames: int = 9  # frames per training clip (4k+1), cut from a loaded video ...
     strides: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4])  # ... at one of these strides
     crop: list[int] = dataclasses.field(default_factory=lambda: [128, 72])  # random [width, height] crops
-    preload: bool = True  # decode every video once into memory (uint8)
+    preload: bool = False  # decode every video once into memory (uint8; 3.6 GB for 1,000 micro clips)
     model: TinyAEConfig = dataclasses.field(default_factory=TinyAEConfig)
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup_steps: int = 100
-    schedule: str = "cosine"  # "cosine" (to final_lr_ratio × lr) or "constant", after the warm-up
+    schedule: str = "cosine"  # "cosine" (to final_lr_ratio × lr over the run) or "constant"; × the warm-up
     final_lr_ratio: float = 0.05
     steps: int = 4000
     object_weight: float = 10.0  # extra L1 weight on pixels far from the clip's median colour
@@ -69,6 +71,8 @@ class ReconTrainConfig:
         for name in ("batch_size", "steps", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: {getattr(self, name)} must be at least 1")
+        if self.seed < 0:
+            raise ConfigError(f"seed: {self.seed} must be >= 0")
         check_clip_settings(self.clip_frames, self.strides, self.crop, self.video)
         if self.lr <= 0 or self.object_weight < 0 or self.mse_weight < 0 or self.warmup_steps < 0:
             raise ConfigError("lr must be positive; object_weight, mse_weight and warmup_steps non-negative")
@@ -182,8 +186,34 @@ def load_tiny_ae(folder: str | os.PathLike, device: str = "cpu") -> TinyAutoenco
         raise S2DitError(f"{folder} needs tiny_ae.safetensors and tiny_ae.yaml (written by s2dit train vae)")
     config = from_dict(TinyAEConfig, yaml.safe_load((folder / "tiny_ae.yaml").read_text()) or {})
     model = TinyAutoencoder(config)
-    model.load_state_dict(load_file(folder / "tiny_ae.safetensors"))
+    try:
+        model.load_state_dict(_renamed_from_one_block_per_level(load_file(folder / "tiny_ae.safetensors")))
+    except RuntimeError as e:
+        raise S2DitError(
+            f"{folder}: tiny_ae.safetensors does not match tiny_ae.yaml ({str(e)[:300]})"
+        ) from None
     return model.to(device).eval()
+
+
+def _renamed_from_one_block_per_level(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved before ``enc_blocks``/``dec_blocks`` existed (one residual block at each of 1/2, 1/4 and
+    1/8 resolution, stored as ``enc_blocks.i``, ``dec_blocks.j`` coarsest first, ``dec_up.j``) -> today's
+    names (``enc_blocks.<level>.0``, ``dec_blocks.<level>.0``, ``dec_up.<level - 1>``)."""
+    old = re.compile(r"(enc_blocks|dec_blocks|dec_up)\.(\d)\.(conv1|conv2|weight|bias)")
+    if not any(old.match(k) and not k.startswith("dec_up") for k in state):
+        return state
+    renamed = {}
+    for key, value in state.items():
+        m = old.match(key)
+        if m:
+            kind, i, rest = m.group(1), int(m.group(2)), key[m.end(2) + 1 :]
+            key = {
+                "enc_blocks": f"enc_blocks.{i + 1}.0.{rest}",
+                "dec_blocks": f"dec_blocks.{3 - i}.0.{rest}",
+                "dec_up": f"dec_up.{2 - i}.{rest}",
+            }[kind]
+        renamed[key] = value
+    return renamed
 
 
 @torch.no_grad()
@@ -200,7 +230,13 @@ def refuse_other_settings(out: Path, cfg) -> None:
     """A run folder with a checkpoint resumes only with the same settings (its location may change)."""
     saved = out / "config.yaml"
     if saved.is_file() and (out / "checkpoint.pt").is_file():
-        old = dataclasses.replace(from_dict(type(cfg), yaml.safe_load(saved.read_text()) or {}), out=cfg.out)
+        try:
+            old = from_dict(type(cfg), yaml.safe_load(saved.read_text()) or {})
+        except ConfigError as e:
+            raise S2DitError(
+                f"{out} holds a run whose settings this version cannot read ({e}); use another out folder"
+            ) from None
+        old = dataclasses.replace(old, out=cfg.out)
         if old != cfg:
             raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
 

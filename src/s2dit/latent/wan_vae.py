@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -129,9 +130,9 @@ class WanVAEArch:
 
     def __post_init__(self) -> None:
         if self.base_dim < 1 or self.num_res_blocks < 1 or self.z_dim < 1:
-            raise ConfigError("wan: base_dim, num_res_blocks and z_dim must be at least 1")
+            raise ConfigError("base_dim, num_res_blocks and z_dim must be at least 1")
         if len(self.dim_mult) != 4 or any(m < 1 for m in self.dim_mult):
-            raise ConfigError(f"wan.dim_mult: {self.dim_mult} must be 4 positive multipliers")
+            raise ConfigError(f"dim_mult: {self.dim_mult} must be 4 positive multipliers")
 
     def build(self):
         from diffusers import AutoencoderKLWan
@@ -165,10 +166,15 @@ class TrainableWanVAE(nn.Module):
 
     def save(self, folder: str | os.PathLike, latents_mean: list[float], latents_std: list[float]) -> None:
         """Write a diffusers folder (``config.json`` with the measured latent statistics + weights) into
-        ``folder``; the files are written elsewhere first and moved in, so a crash leaves no partial file."""
+        ``folder``. Each file is written to a temporary name, flushed to disk and renamed, the config last, so
+        a crash leaves no partial file and no config pointing at missing weights."""
+        from s2dit.atomic import atomic_path
+
         folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         self.vae.register_to_config(latents_mean=latents_mean, latents_std=latents_std)
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".save-") as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             self.vae.save_pretrained(tmp)
             for name in sorted(os.listdir(tmp), key=lambda n: n == "config.json"):  # config last
-                os.replace(Path(tmp) / name, folder / name)
+                with atomic_path(folder / name) as part:
+                    shutil.copyfile(Path(tmp) / name, part)
