@@ -113,7 +113,11 @@ def test_train_vae_runs_resumes_and_writes_the_model(tmp_path, micro_world):
     out = tmp_path / "run"
     first = run_train(out, micro_world, "--max-steps", "3")
     assert [r["step"] for r in first] == [1, 2, 3] and not (out / "tiny_ae.safetensors").exists()
-    both = run_train(out, micro_world)  # resumes at step 3
+    with open(
+        out / "train_log.jsonl", "a"
+    ) as log:  # as if killed after logging step 4, before its checkpoint
+        log.write(json.dumps({"step": 4, "loss": 99.0, "kl": 0.0, "psnr": 0.0}) + "\n")
+    both = run_train(out, micro_world)  # resumes at step 3; the orphaned line for step 4 is replaced
     assert [r["step"] for r in both] == [1, 2, 3, 4, 5, 6]
     straight = run_train(tmp_path / "straight", micro_world)  # the same run, never interrupted
     assert [r["loss"] for r in straight] == [r["loss"] for r in both]

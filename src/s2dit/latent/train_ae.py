@@ -34,7 +34,7 @@ import torch
 import yaml
 from torch import nn
 
-from s2dit.atomic import atomic_path
+from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.latent.clips import ClipSampler, check_clip_settings
@@ -242,12 +242,20 @@ def refuse_other_settings(out: Path, cfg) -> None:
 
 
 def resume_step(out: Path, model, optimizer) -> int:
-    """Load ``checkpoint.pt`` into ``model`` and ``optimizer`` if there is one; the step to continue from."""
+    """Load ``checkpoint.pt`` into ``model`` and ``optimizer`` if there is one; the step to continue from.
+    Log lines written after that checkpoint (by a run killed between checkpoints) are dropped, so the
+    resumed run's lines replace them instead of repeating their steps."""
     if not (out / "checkpoint.pt").is_file():
         return 0
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    log = out / "train_log.jsonl"
+    if log.is_file():
+        lines = log.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= state["step"]]
+        if len(kept) != len(lines):
+            write_text_atomic(log, "".join(kept))
     return state["step"]
 
 
