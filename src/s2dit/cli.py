@@ -401,6 +401,9 @@ def bench_blocks(
         "auto",
         help="LCHA's conv branch: auto (3d on CPU, 2d on GPU), 3d (one Conv3d) or 2d (a conv2d per tap).",
     ),
+    compiled: bool = typer.Option(
+        False, "--compile", help="Run every block through torch.compile (needs a C++ compiler on CPUs)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the latency table here."),
 ) -> None:
     """Time one block of each kind (L, its floor, F, S) and the stage entry/exit; print ratios."""
@@ -422,10 +425,12 @@ def bench_blocks(
         repeats=repeats,
         backward=backward,
         conv=conv,
+        compiled=compiled,
     )
     columns = ("tokens", *(f"{k} ms" for k in KINDS), "F/L", "L/F", "S/F", "L/floor")
     for pass_ in ("forward", "forward_backward") if backward else ("forward",):
-        title = f"{pass_}: {table['device']}, {dtype}, width {width}, {table['threads']} threads"
+        mode = "compiled" if compiled else "eager"
+        title = f"{pass_}: {table['device']}, {dtype}, width {width}, {table['threads']} threads, {mode}"
         console.print(_table(title, columns, summary_rows(table, pass_)))
     if json_out:
         write_text_atomic(json_out, json.dumps(table, indent=1))

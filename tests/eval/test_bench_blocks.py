@@ -40,6 +40,27 @@ def test_the_2d_conv_form_is_timed_when_asked(monkeypatch):
     )
 
 
+@pytest.mark.slow
+def test_compiled_bench_runs_every_entry_through_torch_compile():
+    import torch
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    table = run_bench(
+        width=32,
+        heads=2,
+        tokens=[128, 256],
+        repeats=1,
+        kinds=("L_floor",),
+        backward=False,
+        compiled=True,
+        progress=False,
+    )
+    assert table["compiled"] is True and len(table["entries"]) == 2
+    # one graph per token count, none falling back to eager
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

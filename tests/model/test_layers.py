@@ -39,3 +39,57 @@ def test_feed_forward_is_gelu_tanh_mlp():
     expected = ffn.fc2(F.gelu(ffn.fc1(x), approximate="tanh"))
     torch.testing.assert_close(ffn(x), expected)
     assert ffn(torch.randn(2, 5, 8)).shape == (2, 5, 8)
+
+
+def test_rms_norm_matches_nn_rmsnorm_with_one_weight_per_slice():
+    from s2dit.model.layers import rms_norm
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 2, 16) * 5
+    norms = [torch.nn.RMSNorm(16, eps=1e-6) for _ in range(2)]
+    for n in norms:
+        torch.nn.init.normal_(n.weight)
+    expected = torch.stack([norms[i](x[:, :, i]) for i in range(2)], dim=2)
+    weight = torch.stack([n.weight for n in norms])
+    torch.testing.assert_close(rms_norm(x, weight, 1e-6), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_frames", [None, 1, 3])
+def test_lcha_equals_its_definition_written_out_step_by_step(chunk_frames):
+    """The fused mixer (q and k normalised, mapped and rotated together, the gate folded into the state
+    read and the channel mix) equals the plain definition: separate norms, explicit rotate-half RoPE,
+    [N, N] linear attention, the conv branch, then σ(g)·linear + (1 - σ(g))·conv."""
+    from s2dit.model.attention import LinConvAttention
+    from s2dit.model.rope import RoPE3D
+    from s2dit.ops.causal_conv import causal_depthwise_conv3d_3d
+    from s2dit.ops.linear_attention import quadratic_reference
+
+    torch.manual_seed(0)
+    dim, heads, grid = 32, 2, (3, 4, 6)
+    mixer = LinConvAttention(dim, heads)
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.normal_(0.0, 0.3)
+    n = grid[0] * grid[1] * grid[2]
+    h = torch.randn(2, n, dim)
+    cos, sin = RoPE3D(dim // heads)(*grid)
+
+    def rotate(x):  # x [B, h, N, d]
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+    q, k, v = mixer.qkv(h).chunk(3, dim=-1)
+    q, k = mixer.norm_q(q), mixer.norm_k(k)
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
+    q, k = F.softplus(mixer.feature(q)), F.softplus(mixer.feature(k))
+    tokens = None if chunk_frames is None else chunk_frames * grid[1] * grid[2]
+    linear = quadratic_reference(q, k, v, rotate(q), rotate(k), chunk_tokens=tokens)
+    linear = linear.transpose(1, 2).flatten(2)  # (B, N, D)
+    x = h.reshape(2, *grid, dim).permute(0, 4, 1, 2, 3)
+    conv = causal_depthwise_conv3d_3d(x, mixer.conv.weight, mixer.conv.bias)[0]
+    conv = mixer.conv_mix(conv.permute(0, 2, 3, 4, 1).reshape(2, n, dim))
+    g = torch.sigmoid(mixer.gate)
+    expected = mixer.out(g * linear + (1 - g) * conv)
+
+    out = mixer(h, (cos, sin), grid, chunk_frames)
+    assert ((out - expected).abs().max() / expected.abs().max()).item() <= 1e-5

@@ -54,8 +54,9 @@ def bench_grid(tokens: int) -> tuple[int, int, int]:
     return FRAMES, ROWS, tokens // (FRAMES * ROWS)
 
 
-def _make_call(m, kind, full, n, width, rope, text, dev, dt):
-    """``(forward, forward+backward, grid)`` closures for one module at one token count."""
+def _make_call(m, kind, full, n, width, rope, text, dev, dt, compiled=False):
+    """``(forward, forward+backward, grid)`` closures for one module at one token count; ``compiled``:
+    the module's call goes through ``torch.compile`` (fused elementwise kernels, forward and backward)."""
     grid = coarse_grid(full) if kind in ("S", "stage_up") else full
     x0 = torch.randn(1, grid[0] * grid[1] * grid[2], width, device=dev, dtype=dt)
     if kind in ("stage_down", "stage_up"):
@@ -77,6 +78,8 @@ def _make_call(m, kind, full, n, width, rope, text, dev, dt):
         def call(x=x0):
             return m(x, modulation, text_kv, None, mix)
 
+    if compiled:
+        call = torch.compile(call, dynamic=False)
     x_grad = x0.clone().requires_grad_(True)
 
     def step():
@@ -116,11 +119,13 @@ def run_bench(
     backward: bool = True,
     kinds: tuple[str, ...] = KINDS,
     conv: str = "auto",
+    compiled: bool = False,
     progress: bool = True,
 ) -> dict:
     """Time every kind at every token count; returns the latency table (see the module docstring).
     ``conv``: LCHA's conv branch as the model runs it ("auto": 3D on CPUs, 2D per tap on GPUs), or forced
-    to one 3D depthwise convolution ("3d") or 2D ones per tap ("2d")."""
+    to one 3D depthwise convolution ("3d") or 2D ones per tap ("2d"). ``compiled``: every kind runs
+    through ``torch.compile`` (eager otherwise); compilation happens in the untimed warm-up."""
     if device == "cuda" and not torch.cuda.is_available():
         raise S2DitError("--device cuda: no CUDA device is available")
     dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
@@ -134,6 +139,10 @@ def run_bench(
     if unknown:
         raise S2DitError(f"unknown kinds {sorted(unknown)} (choose from {', '.join(KINDS)})")
     grids = {n: bench_grid(n) for n in tokens}
+    if compiled:
+        # One compiled graph per (kind, size, grad mode), all from the same closure: more than dynamo's
+        # default limit of 8, past which it silently falls back to eager.
+        torch._dynamo.config.recompile_limit = 4 * len(kinds) * len(tokens)
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
@@ -163,7 +172,8 @@ def run_bench(
     entries = []
     for n in tqdm(tokens, desc="bench blocks", unit="size", disable=not progress):
         calls = {
-            kind: _make_call(modules[kind], kind, grids[n], n, width, rope, text, dev, dt) for kind in kinds
+            kind: _make_call(modules[kind], kind, grids[n], n, width, rope, text, dev, dt, compiled)
+            for kind in kinds
         }
         passes = {"forward": {k: c[0] for k, c in calls.items()}}
         if backward:
@@ -179,6 +189,7 @@ def run_bench(
         "torch": torch.__version__,
         "dtype": dtype,
         "conv": conv,
+        "compiled": compiled,
         "width": width,
         "heads": heads,
         "ffn_dim": ffn_mult * width,

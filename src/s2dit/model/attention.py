@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2dit.model.layers import rms_norm
 from s2dit.model.rope import apply_rope
 from s2dit.model.state import ChunkContext, KVCache, LinearCache
 from s2dit.ops.causal_conv import causal_depthwise_conv3d
@@ -102,28 +103,44 @@ class LinConvAttention(nn.Module):
         return self.conv.kernel_size[0] - 1
 
     def _features(self, h: torch.Tensor, rope: Rope):
-        """``h [B, N, D]`` -> (q, k, v, q̃, k̃), each ``[B, heads, N, head_dim]``."""
-        q, k, v = self.qkv(h).chunk(3, dim=-1)
-        q, k = self.norm_q(q), self.norm_k(k)  # (B, N, D), contiguous
-        # Feature map and RoPE in the contiguous (B, N, heads, d) layout; heads move forward as views.
-        q, k = (F.softplus(self.feature(x.unflatten(-1, (self.heads, -1)))) for x in (q, k))  # (B, N, h, d)
-        cos, sin = (tab[:, None] for tab in rope)  # (N, 1, d)
-        q_rot, k_rot = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        v = v.unflatten(-1, (self.heads, -1))
-        return tuple(x.transpose(1, 2) for x in (q, k, v, q_rot, k_rot))  # each (B, h, N, d)
+        """``h [B, N, D]`` -> (q, k, v, q̃, k̃), each ``[B, heads, N, head_dim]``.
+
+        q and k go through the norm, the feature map and RoPE together, as one ``[B, N, 2, ...]`` tensor: one
+        pass of each elementwise step and one feature GEMM instead of two (the per-token work is what L
+        pays over its floor)."""
+        D = h.shape[-1]
+        qkv = self.qkv(h)  # (B, N, 3D)
+        qk = qkv[..., : 2 * D].unflatten(-1, (2, D))  # (B, N, 2, D): a view
+        qk = rms_norm(qk, torch.stack([self.norm_q.weight, self.norm_k.weight]), self.norm_q.eps)
+        phi = F.softplus(self.feature(qk.unflatten(-1, (self.heads, -1))))  # (B, N, 2, h, d)
+        cos, sin = (tab[:, None, None] for tab in rope)  # (N, 1, 1, d)
+        rot = apply_rope(phi, cos, sin)
+        v = qkv[..., 2 * D :].unflatten(-1, (self.heads, -1))  # (B, N, h, d)
+        q, k, q_rot, k_rot = (*phi.unbind(2), *rot.unbind(2))
+        return tuple(x.transpose(1, 2) for x in (q, k, v, q_rot, k_rot))  # each (B, h, N, d): views
 
     def _conv(self, h: torch.Tensor, grid: tuple[int, int, int], tail: torch.Tensor | None):
-        """Conv branch on a token grid; returns (tokens [B, N, D], new tail)."""
+        """Conv branch on a token grid, its channel mix scaled by ``1 - σ(gate)``; returns (tokens
+        [B, N, D], new tail)."""
         T, gh, gw = grid
         B, N, D = h.shape
         # Tokens are already channels-last: view them as (B, D, T, h, w) without a copy.
         x = h.reshape(B, T, gh, gw, D).permute(0, 4, 1, 2, 3)
         y, tail = self.conv_op(x, self.conv.weight, self.conv.bias, tail)
-        return self.conv_mix(y.permute(0, 2, 3, 4, 1).reshape(B, N, D)), tail
+        keep = 1 - torch.sigmoid(self.gate)  # the gate folded into the mix's weights: no pass over tokens
+        tokens = y.permute(0, 2, 3, 4, 1).reshape(B, N, D)
+        return F.linear(tokens, self.conv_mix.weight * keep[:, None], self.conv_mix.bias * keep), tail
+
+    def _gate(self) -> torch.Tensor:
+        """The linear branch's share ``σ(gate)`` per (head, channel), ``[heads, head_dim]``: the linear
+        attention folds it into its state as it reads it."""
+        return torch.sigmoid(self.gate).unflatten(0, (self.heads, -1))
 
     def _mix(self, linear: torch.Tensor, conv: torch.Tensor) -> torch.Tensor:
-        g = torch.sigmoid(self.gate)
-        return self.out(g * linear.transpose(1, 2).flatten(2) + (1 - g) * conv)
+        """``W_o (linear + conv)``: both branches come gated; ``linear [B, h, N, d]`` is added in place
+        through a transposed view of ``conv [B, N, D]`` (no copy)."""
+        conv.unflatten(-1, (self.heads, -1)).transpose(1, 2).add_(linear)
+        return self.out(conv)
 
     def forward(
         self, h: torch.Tensor, rope: Rope, grid: tuple[int, int, int], chunk_frames: int | None = None
@@ -131,15 +148,17 @@ class LinConvAttention(nn.Module):
         """Bidirectional (``chunk_frames`` None) or block-causal linear attention, plus the conv branch."""
         feats = self._features(h, rope)
         if chunk_frames is None:
-            lin = linear_attention(*feats)
+            lin = linear_attention(*feats, scale=self._gate())
         else:
-            lin = block_causal_linear_attention(*feats, chunk_tokens=chunk_frames * grid[1] * grid[2])
+            tokens = chunk_frames * grid[1] * grid[2]
+            lin = block_causal_linear_attention(*feats, chunk_tokens=tokens, scale=self._gate())
         conv, _ = self._conv(h, grid, None)
         return self._mix(lin, conv)
 
     def forward_chunk(self, h: torch.Tensor, ctx: ChunkContext, cache: LinearCache) -> torch.Tensor:
         """One chunk against the committed sums and conv tail; a commit adds the chunk to both."""
-        lin, _ = linear_attention_chunk(*self._features(h, ctx.linear_rope), cache.sums, commit=ctx.commit)
+        feats = self._features(h, ctx.linear_rope)
+        lin, _ = linear_attention_chunk(*feats, cache.sums, commit=ctx.commit, scale=self._gate())
         conv, tail = self._conv(h, ctx.grid, cache.tail)
         if ctx.commit:
             cache.tail[:] = tail  # in place: the state tensors keep their identity

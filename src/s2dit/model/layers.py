@@ -7,6 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x / rms(x) * weight`` over the last axis, as ``nn.RMSNorm``, in one reduction pass (a vector norm)
+    and two multiplies; ``weight`` broadcasts against ``x`` (e.g. ``[2, D]`` normalises q and k of a
+    ``[B, N, 2, D]`` tensor at once)."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
+    inv = torch.rsqrt(norm.square() / x.shape[-1] + eps)
+    return (x * inv.to(x.dtype)) * weight.to(x.dtype)
+
+
 class FeedForward(nn.Module):
     """``[..., D]`` -> ``[..., D]``: Linear, GELU-tanh, Linear (Wan's FFN)."""
 

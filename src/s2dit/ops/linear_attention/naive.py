@@ -13,7 +13,9 @@ and ``z = Σ_j k_j`` ``[d]``, accumulated in float32 (a float16 running sum over
 * streamed: chunk ``m`` reads the committed state of chunks ``0..m-1`` plus its own tokens; a commit
   adds the chunk to the state. Run chunk by chunk, it equals the block-causal mode.
 
-All tensors are ``[B, h, N, d]`` (values ``[B, h, N, e]``); outputs have the dtype of ``v``.
+All tensors are ``[B, h, N, d]`` (values ``[B, h, N, e]``); outputs have the dtype of ``v``. An optional
+per-channel ``scale [h, e]`` multiplies the output; it is folded into the ``[d, e]`` state as it is read,
+so it costs nothing per token (LCHA's gate uses it).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ class LinearAttentionState(NamedTuple):
         )
 
 
-def _read(q, q_rot, kv, k_sum):
-    """out = (q̃ · S) / (q · z), with S, z broadcast against q's token axis."""
-    num = q_rot.float() @ kv  # (..., N, e)
+def _read(q, q_rot, kv, k_sum, scale=None):
+    """out = (q̃ · S) / (q · z), with S, z broadcast against q's token axis; ``scale`` broadcasts against
+    S's value axis ``[..., 1, e]``."""
+    num = q_rot.float() @ (kv if scale is None else kv * scale)  # (..., N, e)
     den = q.float() @ k_sum.unsqueeze(-1)  # (..., N, 1): a matmul beats multiply-and-sum on CPU
     return num / den.clamp_min(EPS)
 
@@ -51,13 +54,18 @@ def _sums(k, v, k_rot) -> LinearAttentionState:
     return LinearAttentionState(k_rot.float().transpose(-1, -2) @ v.float(), k.float().sum(-2))
 
 
-def linear_attention(q, k, v, q_rot, k_rot) -> torch.Tensor:
+def _head_scale(scale):
+    """``[h, e]`` -> ``[h, 1, e]``: broadcast against per-head states ``[B, h, d, e]``."""
+    return None if scale is None else scale[:, None, :]
+
+
+def linear_attention(q, k, v, q_rot, k_rot, scale=None) -> torch.Tensor:
     """Bidirectional: every token sees every token. ``[B, h, N, d]`` -> ``[B, h, N, e]``."""
     s = _sums(k, v, k_rot)
-    return _read(q, q_rot, s.kv, s.k_sum).to(v.dtype)
+    return _read(q, q_rot, s.kv, s.k_sum, _head_scale(scale)).to(v.dtype)
 
 
-def block_causal_linear_attention(q, k, v, q_rot, k_rot, chunk_tokens: int) -> torch.Tensor:
+def block_causal_linear_attention(q, k, v, q_rot, k_rot, chunk_tokens: int, scale=None) -> torch.Tensor:
     """Block-causal over chunks of ``chunk_tokens`` tokens (N must be a multiple): full attention inside a
     chunk, causal across chunks. ``[B, h, N, d]`` -> ``[B, h, N, e]``."""
     B, H, N = q.shape[:3]
@@ -70,12 +78,14 @@ def block_causal_linear_attention(q, k, v, q_rot, k_rot, chunk_tokens: int) -> t
 
     kv = chunks(k_rot).float().transpose(-1, -2) @ chunks(v).float()  # (B*h, C, d, e)
     k_sum = chunks(k).float().sum(-2)  # (B*h, C, d)
-    out = _read(chunks(q), chunks(q_rot), kv.cumsum(1), k_sum.cumsum(1))
+    if scale is not None:  # (h, e) -> (B*h, 1, 1, e)
+        scale = scale.repeat(B, 1)[:, None, None, :]
+    out = _read(chunks(q), chunks(q_rot), kv.cumsum(1), k_sum.cumsum(1), scale)
     return out.reshape(B, H, N, -1).to(v.dtype)
 
 
 def linear_attention_chunk(
-    q, k, v, q_rot, k_rot, state: LinearAttentionState, commit: bool = False
+    q, k, v, q_rot, k_rot, state: LinearAttentionState, commit: bool = False, scale=None
 ) -> tuple[torch.Tensor, LinearAttentionState]:
     """One streamed chunk: its tokens see the committed ``state`` and each other.
 
@@ -83,7 +93,7 @@ def linear_attention_chunk(
     denoising pass); with ``commit=True`` the chunk's sums are added to it in place and it is returned.
     """
     own = _sums(k, v, k_rot)
-    out = _read(q, q_rot, state.kv + own.kv, state.k_sum + own.k_sum).to(v.dtype)
+    out = _read(q, q_rot, state.kv + own.kv, state.k_sum + own.k_sum, _head_scale(scale)).to(v.dtype)
     if commit:
         state.kv.add_(own.kv)
         state.k_sum.add_(own.k_sum)
