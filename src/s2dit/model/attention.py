@@ -127,9 +127,10 @@ class LinConvAttention(nn.Module):
         # Tokens are already channels-last: view them as (B, D, T, h, w) without a copy.
         x = h.reshape(B, T, gh, gw, D).permute(0, 4, 1, 2, 3)
         y, tail = self.conv_op(x, self.conv.weight, self.conv.bias, tail)
-        keep = 1 - torch.sigmoid(self.gate)  # the gate folded into the mix's weights: no pass over tokens
         tokens = y.permute(0, 2, 3, 4, 1).reshape(B, N, D)
-        return F.linear(tokens, self.conv_mix.weight * keep[:, None], self.conv_mix.bias * keep), tail
+        # The gate scales the mix's output, not its weights: a quantised export swaps those weights for
+        # integer tensors that cannot be multiplied.
+        return self.conv_mix(tokens) * (1 - torch.sigmoid(self.gate)), tail
 
     def _gate(self) -> torch.Tensor:
         """The linear branch's share ``σ(gate)`` per (head, channel), ``[heads, head_dim]``: the linear

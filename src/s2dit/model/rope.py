@@ -88,4 +88,4 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     xf = x.float()
     x1, x2 = xf.chunk(2, dim=-1)
     c, s = cos[..., : cos.shape[-1] // 2], sin[..., : sin.shape[-1] // 2]
-    return torch.cat([torch.addcmul(x1 * c, x2, s, value=-1), torch.addcmul(x2 * c, x1, s)], -1).type_as(x)
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).type_as(x)
