@@ -62,6 +62,15 @@ CONFIG_HELP = "YAML config file (defaults are the built-in ones)."
 SET_HELP = "Dotted override, repeatable: --set video.fps=8."
 
 
+def _cell(value) -> str:
+    """A report value as a table cell: floats to 3 decimals, lists space-separated."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
 def _table(title: str, columns: tuple[str, ...], rows) -> Table:
     table = Table(title=title, title_justify="left")
     for c in columns:
@@ -214,7 +223,7 @@ def eval_vae(
         recon_dir=str(recon) if recon else None,
         spec=VideoSpec(frames=frames, fps=fps),
     )
-    rows = [(k, f"{v:.3f}" if isinstance(v, float) else v) for k, v in report.items()]
+    rows = [(k, _cell(v)) for k, v in report.items()]
     console.print(_table("autoencoder", ("metric", "value"), rows))
     if json_out:
         write_text_atomic(json_out, json.dumps(report, indent=1))

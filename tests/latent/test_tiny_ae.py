@@ -174,6 +174,17 @@ def test_the_weighted_l1_counts_object_pixels_more():
     assert weighted_l1(uniform + 0.2, uniform, 10.0) == pytest.approx(0.2)  # weights average to 1
 
 
+def test_latent_frame_error_groups_frame_zero_then_fours():
+    from s2dit.eval.vae import latent_frame_mse
+
+    a = torch.zeros(2, 3, 9, 4, 4)
+    b = a.clone()
+    b[:, :, 0] = 0.2  # latent frame 0: frame 0 only
+    b[:, :, 5:9] = torch.tensor([0.4, 0.0, 0.0, 0.0]).view(4, 1, 1)  # latent frame 2: one of its 4 frames
+    mse = latent_frame_mse(b, a)  # on the [0, 1] scale: errors halve
+    torch.testing.assert_close(mse, torch.tensor([0.01, 0.0, 0.01]))
+
+
 def test_eval_vae_reports_quality_and_speed(tmp_path, micro_world):
     from s2dit.config import VideoSpec
     from s2dit.data.video_folder import VideoFolderDataset
@@ -186,6 +197,8 @@ def test_eval_vae_reports_quality_and_speed(tmp_path, micro_world):
     assert (
         0 < report["psnr_db"] < 60 and report["decode_frames_per_s"] > 0 and report["encode_clips_per_s"] > 0
     )
+    curve = report["psnr_db_by_latent_frame"]  # pooled squared error per latent frame: near the clip mean
+    assert len(curve) == 9 and min(curve) - 1 < report["psnr_db"] < max(curve) + 1
     # The reconstructions are a captioned folder (what s2dit eval micro scores), one video per clip.
     source, written = (VideoFolderDataset(d, VideoSpec()) for d in (micro_world, recon))
     assert len(written) == 2 and report["reconstructions"] == str(recon)

@@ -97,3 +97,5 @@ def test_eval_vae_compares_the_decoder_with_the_vae(tmp_path, micro_world):
         str(tmp_path / "vae"), str(micro_world), clips=1, decoder_path=str(tmp_path / "vae"), progress=False
     )
     assert same["decoder_psnr_vs_vae_db"] > 90  # the VAE against itself: identical frames
+    assert len(same["decoder_psnr_vs_vae_db_by_latent_frame"]) == 9
+    assert min(same["decoder_psnr_vs_vae_db_by_latent_frame"]) > 90

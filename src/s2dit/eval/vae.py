@@ -1,9 +1,13 @@
 """``s2dit eval vae``: reconstruction quality and speed of an autoencoder on held-out clips.
 
 Each clip is encoded whole, then decoded chunk by chunk through the streaming decoder (the path a stream
-uses); the report gives PSNR against the input (pixels in [0, 1]), encode clips/s and decode frames/s.
+uses); the report gives PSNR against the input (pixels in [0, 1]), encode clips/s and decode frames/s, and
+the PSNR per latent frame (frame 0, then each group of 4 frames, over all clips' pooled squared error): a
+causal VAE that decays along the clip (e.g. one trained on clips shorter than its receptive field) shows it
+there.
 With ``decoder_path`` (a decoder distilled by ``s2dit train decoder``) the same latents also go through that
-decoder: its PSNR against the VAE's own decode and against the input, its frames/s, and the speed ratio.
+decoder: its PSNR against the VAE's own decode (overall and per latent frame) and against the input, its
+frames/s, and the speed ratio.
 With ``recon_dir`` the reconstructions are written there as mp4s with a ``clips.jsonl`` (the source rows,
 ground-truth objects included, pointing at the reconstructions), so ``s2dit eval micro`` can score them: on a
 micro world, that score is the ceiling of any model generating in this latent space.
@@ -54,6 +58,7 @@ def evaluate_vae(
     n = min(clips, len(dataset))
     psnrs, encode_s, decode_s, frames = [], 0.0, 0.0, 0
     student_vs_vae, student_vs_input, student_s = [], [], 0.0
+    curve, student_curve = 0.0, 0.0  # summed squared error per latent frame
     rows = []
     if recon_dir:
         Path(recon_dir).mkdir(parents=True, exist_ok=True)
@@ -67,6 +72,7 @@ def evaluate_vae(
         decode_s += seconds
         frames += out.shape[2]
         psnrs.append(psnr(out, pixels))
+        curve = curve + latent_frame_mse(out, pixels)
         if recon_dir:
             name = f"{i:06d}.mp4"
             write_video(Path(recon_dir) / name, pixels_to_uint8(out[0]), dataset.spec.fps)
@@ -78,6 +84,7 @@ def evaluate_vae(
             fast, seconds = _stream_decode(student, latents, chunk)
             student_s += seconds
             student_vs_vae.append(psnr(fast, out.clamp(-1, 1)))
+            student_curve = student_curve + latent_frame_mse(fast, out.clamp(-1, 1))
             student_vs_input.append(psnr(fast, pixels))
     report = {
         "vae": str(vae_path),
@@ -88,6 +95,7 @@ def evaluate_vae(
         "fps": dataset.spec.fps,
         "psnr_db": sum(psnrs) / n,
         "psnr_db_min": min(psnrs),
+        "psnr_db_by_latent_frame": _decibels(curve / n),
         "encode_clips_per_s": n / encode_s,
         "decode_frames_per_s": frames / decode_s,
         "decode_chunk_latent_frames": chunk,
@@ -100,11 +108,24 @@ def evaluate_vae(
         report.update(
             decoder=str(decoder_path),
             decoder_psnr_vs_vae_db=sum(student_vs_vae) / n,
+            decoder_psnr_vs_vae_db_by_latent_frame=_decibels(student_curve / n),
             decoder_psnr_vs_input_db=sum(student_vs_input) / n,
             decoder_frames_per_s=frames / student_s,
             decoder_speedup=decode_s / student_s,
         )
     return report
+
+
+def latent_frame_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error (on the [0, 1] scale) of two videos ``[B, 3, F, H, W]`` in [-1, 1], per latent
+    frame: ``[1 + (F - 1) / 4]``, frame 0 alone, then each group of 4 frames (the frames a latent frame
+    decodes to)."""
+    per_frame = ((a.float() - b.float()) / 2).square().mean((0, 1, 3, 4))  # (F,)
+    return torch.cat([per_frame[:1], per_frame[1:].unflatten(0, (-1, 4)).mean(1)])
+
+
+def _decibels(mse: torch.Tensor) -> list[float]:
+    return [round(float(-10 * torch.log10(m.clamp_min(1e-10))), 2) for m in mse]
 
 
 def _source_rows(videos: str) -> dict[str, dict]:
