@@ -83,8 +83,9 @@ def evaluate_vae(
         if student is not None:
             fast, seconds = _stream_decode(student, latents, chunk)
             student_s += seconds
-            student_vs_vae.append(psnr(fast, out.clamp(-1, 1)))
-            student_curve = student_curve + latent_frame_mse(fast, out.clamp(-1, 1))
+            target = out.clamp(-1, 1)
+            student_vs_vae.append(psnr(fast, target))
+            student_curve = student_curve + latent_frame_mse(fast, target)
             student_vs_input.append(psnr(fast, pixels))
     report = {
         "vae": str(vae_path),
