@@ -14,7 +14,7 @@ from s2dit.data.micro.captions import parse_caption, write_caption
 from s2dit.data.micro.scene import SHAPE_EXTENTS, clip_rng, sample_scene, shape_radius
 from s2dit.data.micro.vocab import BACKGROUNDS, COLORS, MOTION_FAMILIES, MOTIONS, SHAPES, SIZES, motion_family
 from s2dit.data.micro.writer import MicroWorldConfig, make_clip, read_index, write_micro_world
-from s2dit.errors import S2DitError
+from s2dit.errors import ConfigError, S2DitError
 from s2dit.videoio import read_video
 
 
@@ -136,7 +136,7 @@ def test_free_form_prompts_parse_by_keywords():
         ("blue", "square", "bounce_vertical"),
         ("green", "square", "grow"),
     ]
-    assert parse_caption("nothing here") == {"background": None, "objects": []}
+    assert parse_caption("nothing here") == {"background": None, "objects": [], "unknown": ["nothing"]}
 
 
 def test_portrait_and_small_sizes():
@@ -249,3 +249,27 @@ def test_written_files_get_the_usual_permissions(tmp_path):
 def test_motion_without_a_direction_parses_to_its_family():
     assert parse_caption("a red ball bounces")["objects"][0]["motion"] == "bounce"
     assert parse_caption("a blue box moves diagonally")["objects"][0]["motion"] == "diagonal"
+
+
+def test_compositional_split_keeps_heldout_triples_out_of_training():
+    """A "train" world never draws a held-out (color, shape, motion family) triple, a "heldout" world draws
+    only those, and every pair of attributes still occurs in training."""
+    from s2dit.data.micro.vocab import heldout_family, is_heldout_combo
+
+    held = {(c, s, heldout_family(c, s)) for c in COLORS for s in SHAPES}
+    assert len(held) == 32
+    everything = {(c, s, f) for c in COLORS for s in SHAPES for f in MOTION_FAMILIES}
+    train = everything - held
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert {(t[i], t[j]) for t in train} == {(t[i], t[j]) for t in everything}
+    seen = {"train": set(), "heldout": set()}
+    for combos in seen:
+        for i in range(150):
+            for o in sample_scene(clip_rng(3, i), VideoSpec(), combos=combos).objects:
+                assert is_heldout_combo(o.color, o.shape, o.motion) == (combos == "heldout")
+                seen[combos].add((o.color, o.shape))
+    assert len(seen["heldout"]) > 20  # the held-out world covers most (color, shape) pairs
+    with pytest.raises(S2DitError, match="combos"):
+        sample_scene(clip_rng(0, 0), VideoSpec(), combos="some")
+    with pytest.raises(ConfigError, match="combos"):
+        MicroWorldConfig(combos="some")

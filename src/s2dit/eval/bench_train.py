@@ -1,10 +1,12 @@
-"""``s2dit bench train``: training throughput of S2DiT presets (flow-matching steps on random latents).
+"""``s2dit bench train``: training throughput of S2DiT presets and the micro teacher (flow-matching steps
+on random latents), in several modes side by side.
 
-For each preset it times full optimiser steps (forward, backward, AdamW) at batch ``B`` on clips of
-``frames`` latent frames at the given video size, after warm-up, and reports the median step time,
-samples/s, tokens/s (full-resolution tokens), the model FLOPs per step (3 × the forward formula of
-``s2dit model info``), achieved FLOP/s, and model FLOPs utilisation (MFU) against the peak of a large
-matmul measured in the same run on the same device and dtype. JSON schema ``s2dit.train_bench/1``.
+For each model and mode (dtype, compiled or eager) it times full optimiser steps (forward, backward,
+AdamW) at batch ``B`` on clips of ``frames`` latent frames at the given video size, after warm-up, and
+reports the first (compiling) step, the median step time, samples/s, tokens/s (full-resolution tokens),
+the matmul FLOPs per step (counted by ``torch.utils.flop_counter``), achieved FLOP/s, model FLOPs
+utilisation (MFU) against the peak of a large matmul measured in the same run and dtype, and the speed-up
+over the first mode (the float32 eager baseline). JSON schema ``s2dit.train_bench/2``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ import torch
 
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, flow_matching_loss
 from s2dit.model.config import preset
-from s2dit.model.flops import model_flops
 from s2dit.model.transformer import S2DiT
 
-SCHEMA = "s2dit.train_bench/1"
+SCHEMA = "s2dit.train_bench/2"
 
 
 def _sync(device: torch.device) -> None:
@@ -44,7 +45,21 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int =
     return 2 * n**3 / best
 
 
-def bench_preset(
+TEACHER = "teacher"  # the micro teacher's architecture (configs/micro_teacher.yaml): diffusers Wan
+
+
+def build_model(name: str) -> tuple[torch.nn.Module, int, int]:
+    """A model to time: an S2DiT preset or the micro teacher; with its latent channels and text width."""
+    if name == TEACHER:
+        from s2dit.model.wan import WanConfig, WanDenoiser
+
+        wan = WanConfig()
+        return WanDenoiser.from_config(wan), wan.in_channels, wan.text_dim
+    cfg = preset(name)
+    return S2DiT(cfg), cfg.in_channels, cfg.text_dim
+
+
+def bench_model(
     name: str,
     size: tuple[int, int],
     frames: int,
@@ -55,85 +70,114 @@ def bench_preset(
     dtype: torch.dtype,
     text_len: int,
     checkpointing: bool,
+    compile: bool = False,
 ) -> dict:
-    cfg = preset(name)
+    """Time full optimiser steps of one model in one mode (dtype, compiled or eager)."""
     torch.manual_seed(0)
-    model = S2DiT(cfg).to(device)
+    model, channels, text_dim = build_model(name)
+    model = model.to(device)
     if checkpointing:
         model.enable_activation_checkpointing()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     W, H = size
-    x0 = torch.randn(batch, cfg.in_channels, frames, H // 8, W // 8, device=device)
+    x0 = torch.randn(batch, channels, frames, H // 8, W // 8, device=device)
     noise = torch.randn_like(x0)
-    text = torch.randn(batch, text_len, cfg.text_dim, device=device)
+    text = torch.randn(batch, text_len, text_dim, device=device)
     sigma = torch.rand(batch, 1, device=device).expand(batch, frames)
     amp = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    forward = torch.compile(model) if compile else model
 
     def step() -> None:
         with amp:
-            v = model(add_noise(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS, text)
+            v = forward(add_noise(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS, text)
         flow_matching_loss(v, x0, noise).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    _sync(device)
+    start = time.perf_counter()
+    step()  # the first step compiles
+    _sync(device)
+    first = time.perf_counter() - start
     times = []
-    for i in range(warmup + steps):
+    for i in range(max(0, warmup - 1) + steps):
         _sync(device)
         start = time.perf_counter()
         step()
         _sync(device)
-        if i >= warmup:
+        if i >= max(0, warmup - 1):
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     tokens = frames * (H // 16) * (W // 16)
-    flops = 3 * batch * sum(model_flops(cfg, W // 8, H // 8, frames, text_len).values())
     return {
+        "model": name,
         "preset": name,
-        "layout": cfg.layout,
+        "layout": getattr(getattr(model, "config", None), "layout", "F" * 8 if name == TEACHER else ""),
+        "dtype": str(dtype).removeprefix("torch."),
+        "compile": compile,
         "parameters": sum(p.numel() for p in model.parameters()),
         "size": [W, H],
         "latent_frames": frames,
         "batch": batch,
+        "first_step_s": first,
         "step_ms": 1000 * median,
         "step_ms_min": 1000 * min(times),
         "samples_per_s": batch / median,
         "tokens_per_s": batch * tokens / median,
-        "flops_per_step": flops,
-        "achieved_flops": flops / median,
+        "flops_per_step": step_flops(model, x0, sigma, text),
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
 
 
+def step_flops(model: torch.nn.Module, x0: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor) -> float:
+    """Matmul FLOPs of one training step, counted by ``torch.utils.flop_counter`` (forward + backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        v = model(x0, sigma * NUM_TRAIN_TIMESTEPS, text)
+        v.float().square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
 def run_bench(
-    presets: list[str],
+    models: list[str],
     size: tuple[int, int],
     frames: int,
     batch: int,
     steps: int,
     warmup: int,
     device: str,
-    dtype: str,
+    modes: list[tuple[str, bool]],
     text_len: int = 32,
     checkpointing: bool = False,
     peak_n: int | None = None,
 ) -> dict:
+    """Each model in each mode ``(dtype, compile)``; the first mode is the baseline of the ratios."""
     dev = torch.device(device)
-    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    peak = matmul_peak(dev, dt, peak_n or (8192 if dev.type == "cuda" else 2048))
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    n = peak_n or (8192 if dev.type == "cuda" else 2048)
+    peaks = {d: matmul_peak(dev, dtypes[d], n) for d in dict.fromkeys(m[0] for m in modes)}
     rows = []
-    for name in presets:
-        row = bench_preset(name, size, frames, batch, steps, warmup, dev, dt, text_len, checkpointing)
-        row["mfu"] = row["achieved_flops"] / peak
-        rows.append(row)
+    for name in models:
+        base = None
+        for dtype, compile in modes:
+            row = bench_model(
+                name, size, frames, batch, steps, warmup, dev, dtypes[dtype], text_len, checkpointing, compile
+            )
+            row["achieved_flops"] = row["flops_per_step"] / (row["step_ms"] / 1000)
+            row["mfu"] = row["achieved_flops"] / peaks[dtype]
+            base = base or row
+            row["speedup"] = row["samples_per_s"] / base["samples_per_s"]
+            rows.append(row)
     return {
         "schema": SCHEMA,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
-        "dtype": dtype,
         "torch": torch.__version__,
-        "matmul_peak_flops": peak,
+        "matmul_peak_flops": peaks,
         "activation_checkpointing": checkpointing,
         "results": rows,
     }

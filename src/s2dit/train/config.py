@@ -48,8 +48,11 @@ class EvalConfig:
     shift: float = 3.0  # sampling schedule shift
     sampler: str = "unipc"  # "unipc", "euler", or "stream" (chunk by chunk with the run's stream settings)
     seed: int = 0
+    swap_clips: int = 0  # caption-swap loss gaps at every checkpoint on this many held-out and training clips
 
     def __post_init__(self) -> None:
+        if self.swap_clips < 0:
+            raise ConfigError(f"eval.swap_clips: {self.swap_clips} must be >= 0")
         if self.every < 0 or self.prompts < 1 or self.steps < 1:
             raise ConfigError("eval: every >= 0, prompts >= 1 and steps >= 1 are required")
         if self.sampler not in ("unipc", "euler", "stream"):
@@ -78,8 +81,13 @@ class TrainConfig:
     cfg_dropout: float = 0.1  # probability of training a sample on the empty prompt (for CFG)
     chunk_frames: int = 0  # 0: bidirectional; c > 0: block-causal over chunks of c latent frames
     ema_decay: float = 0.999
+    ema_warmup: bool = False  # decay min(ema_decay, (1 + k) / (10 + k)) at update k: forget the init fast
+    object_weight: float = 0.0  # flow matching: extra loss weight where latents differ from the background
+    compile: bool = False  # torch.compile the denoiser (inductor fuses its elementwise work; ~100 s first)
     parallel: str = "ddp"  # "ddp" or "fsdp" (FSDP2 fully_shard) when launched on several processes
-    precision: str = "auto"  # "auto" (bf16 autocast on GPU, float32 on CPU), "float32" or "bfloat16"
+    precision: str = (
+        "auto"  # "auto" (bf16 autocast on GPUs and AMX CPUs, else float32), "float32", "bfloat16"
+    )
     device: str = "auto"  # "auto", "cpu" or "cuda"
     activation_checkpointing: bool = False
     log_every: int = 10
@@ -102,6 +110,8 @@ class TrainConfig:
             raise ConfigError(
                 f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
             )
+        if self.object_weight < 0:
+            raise ConfigError(f"object_weight: {self.object_weight} must be >= 0")
         if not 0 <= self.cfg_dropout < 1 or not 0 <= self.ema_decay < 1 or self.chunk_frames < 0:
             raise ConfigError("cfg_dropout and ema_decay must lie in [0, 1); chunk_frames must be >= 0")
         if self.method not in METHODS:

@@ -5,17 +5,33 @@ from __future__ import annotations
 
 import torch
 
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, TimestepSampling, add_noise, flow_matching_loss
+from s2dit.diffusion.flow import (
+    NUM_TRAIN_TIMESTEPS,
+    TimestepSampling,
+    add_noise,
+    flow_matching_loss,
+    foreground_weights,
+)
 from s2dit.train.data import sample_generator
 
 
 class FlowMatching:
     """Flow-matching pretraining (DESIGN.md §2): per-sample noise, noise levels (per frame if asked) and
-    prompt dropout drawn from generators seeded by the sample's position."""
+    prompt dropout drawn from generators seeded by the sample's position. ``object_weight > 0`` weights the
+    loss towards where the latents differ from the clip's background (:func:`foreground_weights`): small
+    objects are a few percent of the latent, so the plain mean is dominated by the background."""
 
-    def __init__(self, timesteps: TimestepSampling, cfg_dropout: float, seed: int, chunk_frames: int = 0):
+    def __init__(
+        self,
+        timesteps: TimestepSampling,
+        cfg_dropout: float,
+        seed: int,
+        chunk_frames: int = 0,
+        object_weight: float = 0.0,
+    ):
         self.timesteps, self.cfg_dropout, self.seed = timesteps, cfg_dropout, seed
         self.chunk_frames = chunk_frames or None
+        self.object_weight = object_weight
 
     def inputs(self, batch: dict, null: tuple[torch.Tensor, torch.Tensor]) -> dict:
         """Noise, noise levels and dropped prompts for a batch (CPU tensors)."""
@@ -33,4 +49,5 @@ class FlowMatching:
         d = {k: v.to(device) for k, v in self.inputs(batch, null).items()}
         x = add_noise(d["x0"], d["noise"], d["sigma"])
         v = model(x, d["sigma"] * NUM_TRAIN_TIMESTEPS, d["text"], d["mask"], chunk_frames=self.chunk_frames)
-        return flow_matching_loss(v, d["x0"], d["noise"]), {}
+        weight = foreground_weights(d["x0"], self.object_weight) if self.object_weight > 0 else None
+        return flow_matching_loss(v, d["x0"], d["noise"], weight), {}

@@ -13,7 +13,17 @@ import dataclasses
 import numpy as np
 
 from s2dit.config import VideoSpec
-from s2dit.data.micro.vocab import BACKGROUNDS, COLORS, MOTIONS, SHAPES, SIZES
+from s2dit.data.micro.vocab import (
+    BACKGROUNDS,
+    COLORS,
+    COMBOS,
+    MOTIONS,
+    SHAPES,
+    SIZES,
+    heldout_family,
+    is_heldout_combo,
+    motion_family,
+)
 from s2dit.errors import S2DitError
 
 MARGIN = 3.0  # pixels kept between an object and the frame border
@@ -155,9 +165,19 @@ def _apart(a: SceneObject, b: SceneObject) -> bool:
 
 
 def sample_scene(
-    rng: np.random.Generator, video: VideoSpec, min_objects: int = 1, max_objects: int = 3
+    rng: np.random.Generator,
+    video: VideoSpec,
+    min_objects: int = 1,
+    max_objects: int = 3,
+    combos: str = "all",
 ) -> Scene:
-    """Sample a background and 1-3 objects of distinct colors whose tracks never overlap."""
+    """Sample a background and 1-3 objects of distinct colors whose tracks never overlap.
+
+    ``combos``: ``"all"`` draws any (color, shape, motion); ``"train"`` never draws a held-out
+    (color, shape, motion family) triple and ``"heldout"`` draws only those (see ``vocab.heldout_family``).
+    """
+    if combos not in COMBOS:
+        raise S2DitError(f"combos: {combos!r} must be one of {', '.join(COMBOS)}")
     background = str(rng.choice(list(BACKGROUNDS)))
     n = int(rng.integers(min_objects, max_objects + 1))
     u = np.linspace(0.0, 1.0, video.frames) if video.frames > 1 else np.zeros(1)
@@ -167,11 +187,18 @@ def sample_scene(
         for _ in range(100 * n):
             shape = str(rng.choice(SHAPES))
             size = str(rng.choice(list(SIZES)))
-            motion = str(rng.choice(MOTIONS))
+            color = str(colors[len(objects)])
+            if combos == "heldout":
+                family = heldout_family(color, shape)
+                motion = str(rng.choice([m for m in MOTIONS if motion_family(m) == family]))
+            else:
+                motion = str(rng.choice(MOTIONS))
+                if combos == "train" and is_heldout_combo(color, shape, motion):
+                    continue
             track = _track(rng, shape, SIZES[size] * video.height, motion, video, u)
             if track is None:
                 continue
-            obj = SceneObject(shape, str(colors[len(objects)]), size, motion, track[0], track[1])
+            obj = SceneObject(shape, color, size, motion, track[0], track[1])
             if all(_apart(obj, other) for other in objects):
                 objects.append(obj)
                 if len(objects) == n:

@@ -100,3 +100,24 @@ MOTION_PHRASES: dict[str, tuple[str, ...]] = {
     "shrink": ("shrinks", "gets smaller", "contracts", "dwindles"),
     "still": ("stays still", "sits still", "does not move", "rests in place"),
 }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The compositional split: (color, shape, motion family) triples that a "train" world never draws and a
+# "heldout" world draws exclusively. For each (color, shape) pair exactly one family is held out, chosen
+# so that every pair of attributes (color-shape, color-family, shape-family) still occurs in training:
+# only the triple is new. 32 of the 288 triples (8 colors x 4 shapes x 9 families).
+# ---------------------------------------------------------------------------------------------------
+
+COMBOS = ("all", "train", "heldout")
+
+
+def heldout_family(color: str, shape: str) -> str:
+    """The motion family held out for objects of this color and shape."""
+    c, s = list(COLORS).index(color), SHAPES.index(shape)
+    return MOTION_FAMILIES[(-(c + 2 * s)) % len(MOTION_FAMILIES)]
+
+
+def is_heldout_combo(color: str, shape: str, motion: str) -> bool:
+    """Whether an object's (color, shape, motion family) belongs to the compositional held-out split."""
+    return motion_family(motion) == heldout_family(color, shape)

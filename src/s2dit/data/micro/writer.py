@@ -30,6 +30,7 @@ from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.data.micro.captions import write_caption
 from s2dit.data.micro.render import render_scene
 from s2dit.data.micro.scene import clip_rng, sample_scene
+from s2dit.data.micro.vocab import COMBOS
 from s2dit.errors import ConfigError, S2DitError
 
 MAX_OBJECTS = 3  # captions count objects in words up to three
@@ -46,6 +47,7 @@ class MicroWorldConfig:
     min_objects: int = 1
     max_objects: int = 3
     crf: int = 18  # H.264 constant rate factor of the written mp4s (lower is better quality)
+    combos: str = "all"  # "train": no held-out (color, shape, motion) triple; "heldout": only those
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
@@ -57,12 +59,14 @@ class MicroWorldConfig:
             raise ConfigError(f"seed: {self.seed} must be >= 0")
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf: {self.crf} is outside 0..51")
+        if self.combos not in COMBOS:
+            raise ConfigError(f"combos: {self.combos!r} must be one of {', '.join(COMBOS)}")
 
 
 def make_clip(cfg: MicroWorldConfig, index: int):
     """Render clip ``index``: returns ``(frames [F, H, W, 3] uint8, row)`` with its ground truth."""
     rng = clip_rng(cfg.seed, index)
-    scene = sample_scene(rng, cfg.video, cfg.min_objects, cfg.max_objects)
+    scene = sample_scene(rng, cfg.video, cfg.min_objects, cfg.max_objects, cfg.combos)
     caption = write_caption(rng, scene)
     row = {
         "id": index,

@@ -1,0 +1,129 @@
+"""The teacher recipe's pieces: precision choice, EMA warm-up, object-weighted flow matching, compile."""
+
+import dataclasses
+
+import pytest
+import torch
+from train_fixtures import tiny_config
+
+from s2dit import precision
+from s2dit.diffusion.flow import TimestepSampling, background_residual, flow_matching_loss, foreground_weights
+from s2dit.errors import ConfigError
+from s2dit.model.denoiser import load_denoiser
+from s2dit.train.config import OptimConfig
+from s2dit.train.ema import EMA
+from s2dit.train.log import read_log
+from s2dit.train.methods import FlowMatching
+from s2dit.train.trainer import train
+
+
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_bf16_matrix_units(monkeypatch):
+    monkeypatch.setenv("S2DIT_CPU_BF16", "1")
+    assert precision.compute_dtype("auto", "cpu") == torch.bfloat16
+    assert isinstance(precision.autocast("auto", "cpu"), torch.autocast)
+    monkeypatch.setenv("S2DIT_CPU_BF16", "0")
+    assert precision.compute_dtype("auto", "cpu") == torch.float32
+    assert precision.compute_dtype("bfloat16", "cpu") == torch.bfloat16  # asked for explicitly
+    assert precision.compute_dtype("auto", "cuda") == torch.bfloat16
+    monkeypatch.delenv("S2DIT_CPU_BF16")
+    amx = bool(torch.cpu._is_amx_tile_supported())
+    assert precision.compute_dtype("auto", "cpu") == (torch.bfloat16 if amx else torch.float32)
+    monkeypatch.setenv("S2DIT_CPU_BF16", "yes")
+    with pytest.raises(ConfigError, match="S2DIT_CPU_BF16"):
+        precision.compute_dtype("auto", "cpu")
+    with pytest.raises(ConfigError, match="precision"):
+        precision.compute_dtype("half", "cpu")
+
+
+def test_ema_warmup_follows_its_decay_formula():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.99, warmup=True)
+    expected = 0.0
+    for k in range(300):
+        with torch.no_grad():
+            model.weight.fill_(float(k + 1))
+        ema.update(model)
+        d = min(0.99, (1 + k) / (10 + k))
+        expected = d * expected + (1 - d) * (k + 1)
+        assert ema.params[0].item() == pytest.approx(expected, rel=1e-5)
+    plain = EMA(model, decay=0.99)
+    plain.update(model)
+    assert plain.params[0].item() == pytest.approx(0.99 * 300 + 0.01 * 300)
+
+
+def test_foreground_weights_find_objects_on_gradient_backgrounds():
+    torch.manual_seed(0)
+    ramp = torch.linspace(-1, 1, 32)
+    x0 = 0.02 * torch.randn(2, 16, 3, 18, 32) + 2.0 * ramp + torch.linspace(0, 1, 18)[:, None]
+    x0[0, :, :, 4:7, 20:24] += 1.5  # an object on each clip, 12 of 576 positions
+    x0[1, :, 1, 10:13, 3:7] -= 1.5
+    w = foreground_weights(x0, 4.0)
+    assert w.shape == (2, 1, 3, 18, 32)
+    assert torch.all(w[0, 0, :, 4:7, 20:24] == 5.0)
+    assert torch.all(w[1, 0, 1, 10:13, 3:7] == 5.0)
+    assert torch.all(w[1, 0, 0] == 1.0)  # the second clip's first frame holds only the gradient
+    assert (w > 1).float().mean() < 0.03
+    assert background_residual(x0)[1, 0].max() < 0.2  # the gradient itself is explained by the plane
+
+
+def test_weighted_loss_keeps_the_plain_scale_and_counts_objects_more():
+    pred, x0, noise = torch.zeros(1, 1, 1, 2, 2), torch.zeros(1, 1, 1, 2, 2), torch.zeros(1, 1, 1, 2, 2)
+    noise[..., 0, 0] = 2.0  # error 4 at one position of four
+    plain = flow_matching_loss(pred, x0, noise)
+    assert plain == pytest.approx(1.0)
+    assert flow_matching_loss(pred, x0, noise, torch.ones(1, 1, 1, 2, 2)) == pytest.approx(1.0)
+    w = torch.ones(1, 1, 1, 2, 2)
+    w[..., 0, 0] = 5.0
+    assert flow_matching_loss(pred, x0, noise, w) == pytest.approx(20 / 8)
+
+
+def losses(folder):
+    return [r["loss"] for r in read_log(folder) if "loss" in r]
+
+
+def test_the_recipe_resumes_exactly_and_object_weighting_changes_the_loss(latents, tmp_path):
+    recipe = dict(
+        object_weight=4.0, ema_warmup=True, ema_decay=0.99, optim=OptimConfig(lr=1e-3, warmup_steps=2)
+    )
+    whole = tiny_config(latents, tmp_path / "whole", "wan", steps=6, checkpoint_every=3, **recipe)
+    train(whole, progress=False)
+    parts = dataclasses.replace(whole, out=str(tmp_path / "parts"))
+    train(parts, max_steps=4, progress=False)
+    train(parts, progress=False)
+    assert losses(tmp_path / "parts") == losses(tmp_path / "whole")
+    a, b = load_denoiser(tmp_path / "whole").state_dict(), load_denoiser(tmp_path / "parts").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the EMA's warm-up counter resumed too
+
+
+def test_flow_matching_weights_its_loss_towards_objects():
+    """The method's loss is the weighted one: an error on the object costs 5x an error on the background."""
+    x0 = torch.zeros(1, 16, 1, 18, 32)
+    x0[..., 4:7, 20:24] = 1.0
+    batch = {"latents": x0, "text": torch.zeros(1, 4, 8), "mask": torch.ones(1, 4, dtype=torch.bool)}
+    batch["positions"] = [0]
+    null = (torch.zeros(1, 4, 8), torch.ones(1, 4, dtype=torch.bool))
+    method = FlowMatching(TimestepSampling(), 0.0, 0, object_weight=4.0)
+    target = method.inputs(batch, null)
+    velocity = target["noise"] - x0
+
+    def loss_with_error_at(rows, cols):
+        def model(x, t, text, mask, chunk_frames=None):
+            v = velocity.clone()
+            v[..., rows, cols] += 1.0
+            return v
+
+        return method.loss(model, batch, null, "cpu")[0]
+
+    on_object, on_background = loss_with_error_at(5, 21), loss_with_error_at(12, 5)
+    assert on_object / on_background == pytest.approx(5.0, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_compiled_step_trains_like_the_eager_one(latents, tmp_path):
+    eager = tiny_config(latents, tmp_path / "eager", steps=3, checkpoint_every=3)
+    train(eager, progress=False)
+    compiled = dataclasses.replace(eager, out=str(tmp_path / "compiled"), compile=True)
+    train(compiled, progress=False)
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)
