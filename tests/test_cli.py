@@ -90,9 +90,10 @@ def test_make_inspect_and_score_a_world(tmp_path):
         "--json",
         str(tmp_path / "r.json"),
     ).stdout
-    assert "overall" in scored
+    assert "pass rate" in scored and "mean accuracy" in scored
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["clips"] == 6 and len(report["per_clip"]) == 6 and report["overall"] >= 0.9
+    assert report["clips"] == 6 and len(report["per_clip"]) == 6 and report["pass_rate"] >= 0.8
+    assert report["accuracy"]["size"] >= 0.9
 
 
 @pytest.mark.parametrize(
@@ -151,6 +152,24 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_micro_prompts_warn_in_one_line_what_the_world_cannot_draw(tmp_path, capsys):
+    from s2dit.cli import _warn_unknown_words
+
+    micro, wan = tmp_path / "micro", tmp_path / "wan"
+    micro.mkdir()
+    wan.mkdir()
+    (micro / "pipeline.yaml").write_text("text: minilm\n")
+    (wan / "pipeline.yaml").write_text(f"text: {tmp_path / 'umt5'}\n")
+    _warn_unknown_words(["a red ball moving left", "a brown hexagon spinning", "a blue box"], micro)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "warning: the micro world does not know 'brown', 'hexagon'"
+    )
+    _warn_unknown_words(["a cat playing the piano"], wan)  # not a micro-world model: no warning
+    _warn_unknown_words(["a cat playing the piano"], None)  # random weights
+    assert capsys.readouterr().err == ""
 
 
 def test_model_info_prints_parameters_and_flops_by_kind():

@@ -31,8 +31,10 @@ def tiny_parts(latent_size: tuple[int, int] = (6, 8)) -> StreamModel:
 
 
 @contextlib.contextmanager
-def running_server(latent_size: tuple[int, int] = (6, 8), max_streams: int = 2):
-    srv: StreamServer = serve(tiny_parts(latent_size), "127.0.0.1", 0, max_streams=max_streams)
+def running_server(latent_size: tuple[int, int] = (6, 8), max_streams: int = 2, check_prompts: bool = False):
+    srv: StreamServer = serve(
+        tiny_parts(latent_size), "127.0.0.1", 0, max_streams=max_streams, check_prompts=check_prompts
+    )
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:

@@ -100,6 +100,19 @@ def test_start_watch_switch_stop(server):
     assert status == 409 and "stopped" in err["error"]
 
 
+def test_a_micro_world_server_warns_about_what_it_cannot_draw(capsys):
+    with running_server(check_prompts=True) as srv:
+        _, started = request(srv, "POST", "/api/start", {"prompt": "a brown hexagon", "client": "tab"})
+        assert "'brown', 'hexagon'" in started["warning"]
+        _, switched = request(
+            srv, "POST", "/api/prompt", {"stream": started["stream"], "prompt": "a red ball"}
+        )
+        assert "warning" not in switched
+        request(srv, "POST", "/api/stop", {"stream": started["stream"]})
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if line.startswith("warning:")] == [f"warning: {started['warning']}"]
+
+
 def test_one_stream_per_client_and_a_limit(server):
     first = request(server, "POST", "/api/start", {"prompt": "one", "client": "tab"})[1]["stream"]
     second = request(server, "POST", "/api/start", {"prompt": "two", "client": "tab"})[1]["stream"]

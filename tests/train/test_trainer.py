@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -125,8 +126,11 @@ def test_evaluation_writes_videos_a_contact_sheet_and_scores(latents, tmp_path):
     assert {"000.mp4", "001.mp4", "contact_sheet.png", "prompts.jsonl", "scores.json", "latents.pt"} <= {
         p.name for p in folder.iterdir()
     }
-    assert 0 <= row["eval_micro_score"] <= 1
+    assert 0 <= row["eval_micro_score"] <= 1 and 0 <= row["eval_pass_rate"] <= 1
     assert read_log(tmp_path / "run")[-1]["eval_micro_score"] == row["eval_micro_score"]
+    assert read_log(tmp_path / "run")[-1]["eval_pass_rate"] == row["eval_pass_rate"]
+    scores = json.loads((folder / "scores.json").read_text())
+    assert scores["pass_rate"] == row["eval_pass_rate"] and scores["mean_accuracy"] == row["eval_micro_score"]
     from s2dit.videoio import probe_video
 
     assert probe_video(folder / "000.mp4").frames == 9

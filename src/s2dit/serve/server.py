@@ -13,6 +13,9 @@ The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400
   ``fps`` is the rate the model sustains (frames per second of work), ``playback_fps`` the rate shown;
 * ``GET /api/streams`` - the running streams.
 
+With ``check_prompts`` (micro-world models), the replies to start and prompt carry ``"warning"``, one line
+naming what of the prompt the micro world cannot draw (also printed on stderr).
+
 Each stream is a worker thread running :class:`~s2dit.diffusion.stream_pipeline.LiveStream`; it stays at
 most two chunks ahead of its viewer, so an idle page costs nothing. The model is loaded once and shared.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import sys
 import threading
 import time
 from collections import deque
@@ -138,10 +142,18 @@ class StreamServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, parts: StreamModel, host: str = "127.0.0.1", port: int = 8000, max_streams: int = 2):
+    def __init__(
+        self,
+        parts: StreamModel,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        max_streams: int = 2,
+        check_prompts: bool = False,
+    ):
         super().__init__((host, port), Handler)
         self.parts = parts
         self.max_streams = max_streams
+        self.check_prompts = check_prompts  # warn when the micro world cannot draw all of a prompt
         self.streams: dict[str, StreamWorker] = {}
         self.lock = threading.Lock()
 
@@ -285,7 +297,7 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise RequestError(HTTPStatus.BAD_REQUEST, "'seed' must be an integer in [0, 2^32)")
         worker = self.server.start_stream(prompt, client or secrets.token_hex(8), seed)
-        self._json(HTTPStatus.OK, {"stream": worker.stream_id, "fps": worker.fps})
+        self._json(HTTPStatus.OK, {"stream": worker.stream_id, "fps": worker.fps, **self._warning(prompt)})
 
     def _switch(self) -> None:
         body = self._body()
@@ -294,7 +306,19 @@ class Handler(BaseHTTPRequestHandler):
         if worker.stopped.is_set():
             raise RequestError(HTTPStatus.CONFLICT, "the stream has stopped; start a new one")
         worker.live.set_prompt(prompt)
-        self._json(HTTPStatus.OK, {"stream": worker.stream_id, "prompt": prompt})
+        self._json(HTTPStatus.OK, {"stream": worker.stream_id, "prompt": prompt, **self._warning(prompt)})
+
+    def _warning(self, prompt: str) -> dict:
+        """``{"warning": line}`` (also said on stderr) when the micro world cannot draw all of ``prompt``."""
+        if not self.server.check_prompts:
+            return {}
+        from s2dit.data.micro.captions import unknown_words_warning
+
+        warning = unknown_words_warning(prompt)
+        if warning is None:
+            return {}
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+        return {"warning": warning}
 
     def _stop(self) -> None:
         worker = self.server.stream(self._body().get("stream"))
@@ -331,11 +355,17 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(
-    parts: StreamModel, host: str = "127.0.0.1", port: int = 8000, max_streams: int = 2
+    parts: StreamModel,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_streams: int = 2,
+    check_prompts: bool = False,
 ) -> StreamServer:
-    """A server bound to ``host:port`` (port 0: any free port); call ``serve_forever()`` to run it."""
+    """A server bound to ``host:port`` (port 0: any free port); call ``serve_forever()`` to run it.
+    ``check_prompts``: say (on stderr and as ``warning`` in the reply) what of a prompt the micro world
+    cannot draw."""
     try:
-        return StreamServer(parts, host, port, max_streams)
+        return StreamServer(parts, host, port, max_streams, check_prompts)
     except OSError as e:
         from s2dit.errors import S2DitError
 

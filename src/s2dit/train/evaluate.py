@@ -66,7 +66,8 @@ def evaluate_heldout(
     the empty prompt (or, with ``e.sampler == "stream"``, streamed with the ``stream`` settings), save the
     latents, decode with ``vae`` (if any) and write videos, a contact sheet and scores into ``folder``.
     ``e`` is an ``EvalConfig``; ``frames``: latent frames per clip (default: the data's). Returns the micro
-    scores with ``seconds_per_video`` (sampling only, no decode), or None."""
+    scores (``pass_rate``, ``accuracy``, ``mean_accuracy``, ``clips``) with ``seconds_per_video``
+    (sampling only, no decode), or None."""
     import time
     from contextlib import nullcontext
 
@@ -121,7 +122,7 @@ def write_samples(
     from s2dit.videoio import contact_sheet, pixels_to_uint8, write_video
 
     try:
-        from s2dit.eval.micro_metrics import accuracy_of, overall_score, score_clip
+        from s2dit.eval.micro_metrics import score_clip, summarize
     except ImportError as e:  # scipy missing (a lean GPU box): samples are written, not scored
         warnings.warn(f"micro-world scoring unavailable ({e})", stacklevel=2)
         score_clip = None
@@ -148,7 +149,6 @@ def write_samples(
         warnings.warn("Pillow is not installed: no contact sheet written", stacklevel=2)
     if not results:
         return None
-    accuracy = accuracy_of(results)
-    scores = {"accuracy": accuracy, "overall": overall_score(accuracy), "clips": len(results)}
+    scores = {**summarize(results), "clips": len(results)}  # pass_rate (the headline), accuracy, mean
     write_text_atomic(folder / "scores.json", json.dumps(scores, indent=1))
     return scores

@@ -234,7 +234,11 @@ class Trainer:
                     if evaluate:
                         scores = self.evaluate(ema_state)
                         if scores is not None:
-                            row = {"step": self.step, "eval_micro_score": scores["overall"]}
+                            row = {
+                                "step": self.step,
+                                "eval_micro_score": scores["mean_accuracy"],
+                                "eval_pass_rate": scores["pass_rate"],
+                            }
                             log.write(row)
                     tick = time.perf_counter()
         finally:
