@@ -43,7 +43,7 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"blocks\s+Time one block of each kind", s2dit("bench", "--help").stdout)
     assert re.search(r"vae\s+Train an autoencoder", s2dit("train", "--help").stdout)
     assert re.search(r"generate\s+Generate a video bidirectionally", top)
-    assert re.search(r"train\s+Training throughput per preset", s2dit("bench", "--help").stdout)
+    assert re.search(r"train\s+Training throughput: float32 eager beside", s2dit("bench", "--help").stdout)
     assert re.search(r"stream\s+Streaming FPS, first-chunk", s2dit("bench", "--help").stdout)
     assert re.search(r"stream\s+Stream a video chunk by chunk", top)
     assert re.search(r"serve\s+Serve a local web page", top)
@@ -118,7 +118,7 @@ def test_make_inspect_and_score_a_world(tmp_path):
         (["train", "--set", "steps=3"], "s2dit train needs --config FILE"),
         (["train", "--config", "missing.yaml"], "config file not found"),
         (["generate", "a red circle", "--checkpoint", "nowhere"], "does not exist"),
-        (["bench", "train", "--preset", "huge"], "unknown preset 'huge'"),
+        (["bench", "train", "--model", "huge"], "unknown model 'huge'"),
         (["bench", "train", "--dtype", "int8"], "--dtype 'int8'"),
         (["bench", "stream", "--preset", "huge"], "unknown preset 'huge'"),
         (["bench", "stream", "--chunks", "0"], "--chunks"),

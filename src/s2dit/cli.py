@@ -453,62 +453,85 @@ def bench_blocks(
 
 @bench_app.command("train")
 def bench_train(
-    preset_: list[str] = typer.Option(
-        ["micro"], "--preset", help="Preset(s) to time, repeatable: micro, mobile."
+    model: list[str] = typer.Option(
+        ["micro"], "--model", "--preset", help="Model(s) to time, repeatable: micro, mobile, teacher."
     ),
     size: str = typer.Option("256x144", help="Video size WxH (multiples of 16)."),
     frames: int = typer.Option(3, help="Latent frames per clip."),
     batch: int = typer.Option(2, help="Clips per step."),
     steps: int = typer.Option(5, help="Timed optimiser steps (after warm-up)."),
-    warmup: int = typer.Option(2, help="Untimed steps first."),
+    warmup: int = typer.Option(2, help="Untimed steps first (the first one compiles)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    dtype: str = typer.Option("float32", help="float32, or bfloat16 (autocast)."),
+    dtype: str = typer.Option(
+        "auto", help="The fast mode's dtype: auto (bf16 on GPUs and AMX CPUs), float32 or bfloat16."
+    ),
+    compile: bool = typer.Option(True, help="Compile the fast mode (torch.compile, inductor)."),
     checkpointing: bool = typer.Option(False, help="Activation checkpointing."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
 ) -> None:
-    """Training throughput per preset: samples/s, tokens/s, FLOP/s and MFU against a measured matmul peak."""
+    """Training throughput: float32 eager beside the fast mode (the trainer's default: --dtype, --compile),
+    with the ratio; samples/s, tokens/s, FLOP/s and MFU against a matmul peak measured in the same run."""
     from s2dit.atomic import write_text_atomic
     from s2dit.config import parse_size
-    from s2dit.eval.bench_train import run_bench
+    from s2dit.eval.bench_train import TEACHER, run_bench
     from s2dit.model.config import PRESETS
+    from s2dit.precision import PRECISIONS, compute_dtype
 
-    bad = [p for p in preset_ if p not in PRESETS]
+    bad = [p for p in model if p not in (*PRESETS, TEACHER)]
     if bad:
-        raise S2DitError(f"unknown preset {bad[0]!r} (choose from {', '.join(PRESETS)})")
+        raise S2DitError(f"unknown model {bad[0]!r} (choose from {', '.join((*PRESETS, TEACHER))})")
     if min(frames, batch, steps) < 1 or warmup < 0:
         raise S2DitError("--frames, --batch and --steps must be at least 1, --warmup at least 0")
-    if dtype not in ("float32", "bfloat16"):
-        raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
+    if dtype not in PRECISIONS:
+        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
     _check_device(device)
+    fast = str(compute_dtype(dtype, device)).removeprefix("torch.")
+    modes = [("float32", False)]
+    if (fast, compile) != modes[0]:
+        modes.append((fast, compile))
     report = run_bench(
-        list(preset_),
+        list(model),
         parse_size(size),
         frames,
         batch,
         steps,
         warmup,
         device,
-        dtype,
+        modes,
         checkpointing=checkpointing,
     )
     title = (
-        f"training throughput, {report['device']} ({report['threads']} threads), {dtype}, {size}, "
-        f"{frames} latent frames, batch {batch}; matmul peak {report['matmul_peak_flops'] / 1e12:.3g} TFLOP/s"
+        f"training throughput, {report['device']} ({report['threads']} threads), {size}, "
+        f"{frames} latent frames, batch {batch}; matmul peak "
+        + ", ".join(f"{d} {p / 1e12:.3g} TFLOP/s" for d, p in report["matmul_peak_flops"].items())
     )
     rows = [
         (
-            r["preset"],
+            r["model"],
+            f"{r['dtype']}{' compiled' if r['compile'] else ' eager'}",
             f"{r['parameters'] / 1e6:.1f}M",
+            f"{r['first_step_s']:.1f}",
             f"{r['step_ms']:.0f}",
             f"{r['samples_per_s']:.3g}",
-            f"{r['tokens_per_s']:.4g}",
+            f"{r['speedup']:.2f}x",
             f"{r['achieved_flops'] / 1e12:.3g}",
             f"{100 * r['mfu']:.1f}%",
             "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}",
         )
         for r in report["results"]
     ]
-    cols = ("preset", "params", "step ms", "samples/s", "tokens/s", "TFLOP/s", "MFU", "peak MB")
+    cols = (
+        "model",
+        "mode",
+        "params",
+        "1st step s",
+        "step ms",
+        "samples/s",
+        "vs fp32",
+        "TFLOP/s",
+        "MFU",
+        "peak MB",
+    )
     console.print(_table(title, cols, rows))
     if json_out:
         write_text_atomic(json_out, json.dumps(report, indent=1))

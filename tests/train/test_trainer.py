@@ -198,3 +198,19 @@ def test_max_seconds_stops_with_a_checkpoint_and_the_run_resumes(latents, tmp_pa
         "step-0000001.pt"
     ]
     assert train(cfg, progress=False, max_steps=3)["step"] == 3
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch ran-code",))
+
+
+def test_a_crafted_checkpoint_is_refused_and_runs_no_code(latents, tmp_path, monkeypatch):
+    cfg = tiny_config(latents, tmp_path / "run", steps=2, checkpoint_every=1)
+    train(cfg, max_steps=1, progress=False)
+    monkeypatch.chdir(tmp_path)
+    newest = checkpoint_files(tmp_path / "run" / "checkpoints")[-1]
+    torch.save({"step": 1, "evil": _RunsCode()}, newest)
+    with pytest.raises(S2DitError, match="other than tensors and plain data"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "ran-code").exists()

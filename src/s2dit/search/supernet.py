@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -177,7 +178,10 @@ def train_supernet(cfg: SupernetConfig, device: str = "cpu", progress: bool = Tr
     null = data.null_text()
     ckpt, step, losses = out / "supernet.pt", 0, []
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        try:  # weights_only: tensors and plain data only; a crafted file cannot run code on resume
+            state = torch.load(ckpt, map_location=dev, weights_only=True)
+        except pickle.UnpicklingError:
+            raise S2DitError(f"{ckpt} holds objects other than tensors and plain data: not loaded") from None
         if state["config"] != to_dict(cfg):
             raise S2DitError(f"{out} holds a supernet run with other settings: use another --out")
         net.load_state_dict(state["model"])

@@ -6,7 +6,8 @@ rename (a crash never leaves a half-written checkpoint under its final name); th
 resume on another number of processes or switch between DDP and FSDP2:
 
 ``model``, ``ema``, ``optimizer``, ``scheduler``, ``step``, ``samples_seen`` (the data position),
-``rng`` (torch, Python and NumPy generators) and the run ``config``.
+``rng`` (torch, Python and NumPy generators) and the run ``config``. Everything in it is a tensor or plain
+data, and it loads with ``torch.load(weights_only=True)``: a crafted file cannot run code on resume.
 
 A damaged newest checkpoint (truncated by a full disk, a copy cut short) stops the resume with an error
 naming it and the intact previous one; nothing is deleted automatically.
@@ -14,6 +15,7 @@ naming it and the intact previous one; nothing is deleted automatically.
 
 from __future__ import annotations
 
+import pickle
 import random
 import re
 from pathlib import Path
@@ -51,13 +53,17 @@ def full_state(model: nn.Module, optimizer: torch.optim.Optimizer, world: World)
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """The global generators' states as tensors, tuples and numbers only (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy = [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def save(folder: Path, step: int, payload: dict, keep: int) -> Path:
@@ -77,7 +83,14 @@ def load_latest(folder: Path) -> dict | None:
     if not files:
         return None
     try:
-        return torch.load(files[-1], map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is data (tensors, numbers, strings); one that asks to run code fails.
+        return torch.load(files[-1], map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise S2DitError(
+            f"checkpoint {files[-1]} holds objects other than tensors and plain data, so it is not loaded "
+            f"(it could run code: {str(e).splitlines()[0][:160]}). Checkpoints written before s2dit stored "
+            "its random-generator state as tensors cannot be resumed: start the run again in a new folder."
+        ) from None
     except Exception as e:  # a truncated zip, a torn pickle: all mean the same to the user
         previous = f"; the previous one, {files[-2]}, is intact" if len(files) > 1 else ""
         why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}" if str(e) else type(e).__name__

@@ -3,9 +3,10 @@
 Every method (``method:`` flow-matching pretraining, or a distillation stage of :mod:`s2dit.distill`:
 cached KD, causal ODE regression, DMD with self-forcing) supplies ``loss(model, batch, null, device, step)
 -> (loss, logs)`` and may bring its own ``data`` (``batch(positions)``); the trainer does the rest: DDP /
-FSDP2, bf16 autocast on GPUs, gradient accumulation and clipping, EMA, the learning-rate schedule,
-logging, atomic checkpoints with exact resume, periodic evaluation, and the exported model (EMA weights)
-in ``out/model``.
+FSDP2, bf16 autocast where it pays (:mod:`s2dit.precision`), ``torch.compile``, gradient accumulation and
+clipping, EMA (with warm-up), the learning-rate schedule, logging (caption-swap gaps at checkpoints),
+atomic checkpoints with exact resume, periodic evaluation, and the exported model (EMA weights) in
+``out/model``.
 
 Run folder::
 
@@ -22,12 +23,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import yaml
 
+from s2dit import precision
 from s2dit.config import describe_changes, from_dict, save_config
 from s2dit.errors import S2DitError
 from s2dit.model.denoiser import build_denoiser, resolve_spec, same_architecture, save_denoiser
@@ -52,13 +53,21 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.precision == "bfloat16" or (cfg.precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+    """bf16 autocast where ``cfg.precision`` (``auto``: GPUs and CPUs with bf16 matrix units) asks for it."""
+    return precision.autocast(cfg.precision, device)
 
 
-# Settings a resumed run may change: where it lives, how long it runs, and how often it reports.
-RESUMABLE_CHANGES = ("out", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval", "vae")
+# Settings a resumed run may change: where it lives, how long it runs, how often it reports, compiling.
+RESUMABLE_CHANGES = (
+    "out",
+    "steps",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval",
+    "vae",
+    "compile",
+)
 
 
 def check_run_folder(cfg: TrainConfig) -> None:
@@ -75,7 +84,7 @@ def build_method(cfg: TrainConfig, world: World):
     """The training method named by ``cfg.method``."""
     d = cfg.distill
     if cfg.method == "flow_matching":
-        return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames)
+        return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames, cfg.object_weight)
     if cfg.method in ("kd", "causal_ode") and not d.cache:
         raise S2DitError(f"method {cfg.method} needs distill.cache (a folder made by s2dit distill cache)")
     if cfg.method == "kd":
@@ -122,19 +131,24 @@ class Trainer:
             model.enable_activation_checkpointing()
         # A method that calls the model outside forward (self-forcing rollouts) averages gradients itself.
         self.wrapped = getattr(self.method, "wraps_model", True)
+        if cfg.compile:
+            # In place: the module (and its state-dict names) stay as they are; inductor fuses the
+            # elementwise work of the forward and backward passes.
+            model.compile()
         self.model = wrap(model, self.world, cfg.parallel) if self.wrapped else model
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
-        self.ema = EMA(unwrap(self.model), cfg.ema_decay)
+        self.ema = EMA(unwrap(self.model), cfg.ema_decay, cfg.ema_warmup)
         self.step = 0
         payload = checkpoint.load_latest(self.out / "checkpoints")
         if payload is not None:
             checkpoint.restore(self.model, self.optimizer, payload, self.world)
             self.scheduler.load_state_dict(payload["scheduler"])
             self.ema.load_state_dict(payload["ema"])
+            self.ema.load_counters(payload.get("ema_counters", {}))
             checkpoint.set_rng_state(payload["rng"])
             self.step = payload["step"]
             if "method" in payload:
@@ -144,6 +158,7 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
         self.null = self.data.null_text()
         self._vae = None
+        self._swaps = None
 
     # -------------------------------------------------------------------------------------------
 
@@ -231,6 +246,9 @@ class Trainer:
                 evaluate = cfg.eval.every and (self.step % cfg.eval.every == 0 or self.step == cfg.steps)
                 if self.step % cfg.checkpoint_every == 0 or self.step == end or evaluate:
                     ema_state = self.save()
+                    gaps = self.swap_gaps(ema_state)
+                    if gaps:
+                        log.write({"step": self.step, **gaps})
                     if evaluate:
                         scores = self.evaluate(ema_state)
                         if scores is not None:
@@ -266,6 +284,7 @@ class Trainer:
             payload = {
                 "model": model_state,
                 "ema": ema_state,
+                "ema_counters": self.ema.counters(),
                 "optimizer": optim_state,
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
@@ -304,15 +323,43 @@ class Trainer:
     def vae_path(self) -> str:
         return self.cfg.vae or str(self.source.get("vae", ""))
 
+    def ema_model(self, state: dict) -> torch.nn.Module:
+        """A plain copy of the denoiser holding ``state`` (the EMA weights), in eval mode."""
+        model = same_architecture(unwrap(self.model))
+        model.load_state_dict(state)
+        return model.to(self.world.device).eval()
+
+    def swap_gaps(self, state: dict | None) -> dict[str, float]:
+        """Caption-swap loss gaps of the EMA weights (rank 0; ``eval.swap_clips`` held-out clips as
+        ``swap_gap_<attribute>``, as many training clips as ``swap_gap_train_<attribute>``); {} if off."""
+        k = self.cfg.eval.swap_clips
+        if not (k and self.world.is_main and self.data.dataset[0].get("objects")):
+            return {}
+        if self._swaps is None:
+            from s2dit.data.encode import load_text_encoder
+            from s2dit.train.caption_swap import CaptionSwap
+
+            encoder = load_text_encoder(self.source.get("text", "minilm"), 128)
+            held, train = self.data.holdout[:k], list(range(min(k, self.data.train_size)))
+            self._swaps = {
+                "swap_gap": CaptionSwap(self.data, held, encoder, self.cfg.data.text_len),
+                "swap_gap_train": CaptionSwap(self.data, train, encoder, self.cfg.data.text_len),
+            }
+        model = self.ema_model(state)
+        with autocast(self.cfg, self.world.device):
+            return {
+                f"{prefix}_{attr}": gap
+                for prefix, swap in self._swaps.items()
+                for attr, gap in swap.gaps(model, self.world.device).items()
+            }
+
     def evaluate(self, state: dict | None) -> dict | None:
         """Sample held-out prompts with the EMA weights (rank 0), decode and score them."""
         scores = None
         if self.world.is_main:
             from s2dit.train.evaluate import evaluate_heldout
 
-            model = same_architecture(unwrap(self.model))
-            model.load_state_dict(state)
-            model.to(self.world.device).eval()
+            model = self.ema_model(state)
             folder = self.out / "samples" / f"step-{self.step:07d}"
             amp = autocast(self.cfg, self.world.device)
             vae = self.load_vae()
