@@ -258,6 +258,9 @@ def eval_model(
     ),
     seed: int = typer.Option(0, help="Prompt i's noise is seeded by seed + i."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    ceilings: bool = typer.Option(
+        True, help="Also score the prompts' source clips and their VAE reconstructions (the ceilings)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON."),
 ) -> None:
     """Sample held-out prompts from one or more checkpoints and score them (the training's evaluation),
@@ -311,6 +314,19 @@ def eval_model(
         results.append({"checkpoint": str(path), "steps": steps_text, "cfg": cfg_text, **scores})
     if not results:
         return
+    if ceilings:
+        from s2dit.train.evaluate import evaluate_ceilings
+        from s2dit.train.trainer import latent_source
+
+        info = read_pipeline(checkpoint[0])
+        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
+        vae = load_vae(info.vae) if info.vae else None
+        e = EvalConfig(prompts=prompts, seed=seed)
+        found = evaluate_ceilings(data, e, vae, out / "ceilings", info.fps, latent_source(str(latents)))
+        for name, scores in found.items():
+            results.append(
+                {"checkpoint": name, "steps": "-", "cfg": "-", **scores, "seconds_per_video": None}
+            )
     reference = results[0]["pass_rate"]
     keys = list(results[0]["accuracy"])
     rows = [
@@ -322,7 +338,7 @@ def eval_model(
             *("-" if r["accuracy"][k] is None else f"{r['accuracy'][k]:.3f}" for k in keys),
             f"{r['mean_accuracy']:.3f}",
             f"{r['pass_rate'] / reference:.3f}" if reference else "-",
-            f"{r['seconds_per_video']:.2f}",
+            "-" if r["seconds_per_video"] is None else f"{r['seconds_per_video']:.2f}",
         )
         for r in results
     ]

@@ -119,3 +119,11 @@ def test_eval_model_scores_held_out_prompts_like_the_trainer(run, latents, tmp_p
     scores = json.loads((out / "scores.json").read_text())
     assert scores["clips"] == 2 and 0 <= scores["pass_rate"] <= 1 and 0 <= scores["mean_accuracy"] <= 1
     assert len((out / "prompts.jsonl").read_text().splitlines()) == 2
+    # The ceilings, on the same prompts: the source clips and their VAE reconstructions.
+    assert "ground truth" in result.stdout and "VAE reconstruction" in result.stdout
+    truth = json.loads((out / "ceilings" / "ground_truth" / "scores.json").read_text())
+    recon = json.loads((out / "ceilings" / "vae_reconstruction" / "scores.json").read_text())
+    assert truth["clips"] == recon["clips"] == 2
+    # The source clips score well on their own prompts (64x48 is small: one may miss); the fixture's VAE is
+    # untrained, so its reconstructions score far below them.
+    assert truth["pass_rate"] >= 0.5 and truth["mean_accuracy"] > recon["mean_accuracy"] + 0.3

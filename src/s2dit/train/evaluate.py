@@ -152,3 +152,41 @@ def write_samples(
     scores = {**summarize(results), "clips": len(results)}  # pass_rate (the headline), accuracy, mean
     write_text_atomic(folder / "scores.json", json.dumps(scores, indent=1))
     return scores
+
+
+def source_pixels(root: Path, video: str, spec) -> torch.Tensor:
+    """A source clip as the encoder saw it: ``[3, F, H, W]`` in [-1, 1] at ``spec``'s frames and rate."""
+    from s2dit.data.video_folder import resize_center_crop, source_indices
+    from s2dit.videoio import read_video
+
+    frames, fps = read_video(root / video)
+    idx = source_indices(len(frames), fps, spec)
+    if idx is None:
+        raise S2DitError(f"{root / video}: too short for {spec.frames} frames at {spec.fps:g} fps")
+    return resize_center_crop(torch.from_numpy(frames[idx]), spec.width, spec.height)
+
+
+@torch.no_grad()
+def evaluate_ceilings(data, e, vae, folder: Path, fps: float, source: dict) -> dict[str, dict]:
+    """The metric's ceilings on the prompts :func:`evaluate_heldout` samples: the source clips themselves
+    (``"ground truth"``, when the folder that was encoded is still there) and their latents decoded by the
+    VAE (``"VAE reconstruction"``: what a perfect denoiser would score). Scores by name; {} if none."""
+    from s2dit.config import VideoSpec, from_dict
+
+    indices = (data.holdout or list(range(data.train_size)))[: e.prompts]
+    clips = data.clips(indices)
+    captions = [r.get("caption", "") for r in clips["rows"]]
+    out = {}
+    root = Path(source.get("videos", ""))
+    if source.get("videos") and all((root / r.get("video", "")).is_file() for r in clips["rows"]):
+        spec = from_dict(VideoSpec, source.get("video", {}))
+        pixels = torch.stack([source_pixels(root, r["video"], spec) for r in clips["rows"]])
+        scores = write_samples(folder / "ground_truth", pixels, captions, clips["rows"], fps)
+        if scores is not None:
+            out["ground truth"] = scores
+    if vae is not None:
+        pixels = vae.decode(clips["latents"].float())
+        scores = write_samples(folder / "vae_reconstruction", pixels, captions, clips["rows"], fps)
+        if scores is not None:
+            out["VAE reconstruction"] = scores
+    return out
