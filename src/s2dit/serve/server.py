@@ -1,6 +1,6 @@
 """``s2dit serve``: a local web page that streams video from a prompt, with live prompt switching.
 
-The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 404, 409 or 503):
+The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 403, 404, 409, 415 or 503):
 
 * ``GET /`` - the viewer page;
 * ``POST /api/start {"prompt", "client"?, "seed"?}`` -> ``{"stream": id}``. A client (an id the page keeps
@@ -13,6 +13,11 @@ The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400
   ``fps`` is the rate the model sustains (frames per second of work), ``playback_fps`` the rate shown;
 * ``GET /api/streams`` - the running streams.
 
+POSTs must say ``Content-Type: application/json`` (415 otherwise: an HTML form cannot), and a browser's
+``Origin`` must be this server itself (403 otherwise), so a web page on another site cannot start or steer
+streams. On a loopback address the ``Host`` must be a loopback name too (DNS rebinding). Sockets time out
+after :data:`SOCKET_TIMEOUT_S`, so an idle, half-open or never-reading client does not hold a thread.
+
 With ``check_prompts`` (micro-world models), the replies to start and prompt carry ``"warning"``, one line
 naming what of the prompt the micro world cannot draw (also printed on stderr).
 
@@ -23,6 +28,7 @@ most two chunks ahead of its viewer, so an idle page costs nothing. The model is
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import secrets
 import sys
@@ -42,6 +48,7 @@ MAX_BODY = 16 * 1024
 MAX_PROMPT = 1000
 BOUNDARY = "s2dit-frame"
 VIEWER_WAIT_S = 30.0
+SOCKET_TIMEOUT_S = 30.0  # an idle or stalled connection (either way) is dropped after this long
 KEEP_FINISHED = (
     32  # stopped streams whose stats can still be read  # a stream nobody watches within this time stops
 )
@@ -141,6 +148,8 @@ class StreamServer(ThreadingHTTPServer):
     """The HTTP server and its streams. ``parts`` is loaded once; each stream has its own state."""
 
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: 5 (the default) resets connections under a burst
+    socket_timeout_s = SOCKET_TIMEOUT_S
 
     def __init__(
         self,
@@ -205,10 +214,20 @@ class StreamServer(ThreadingHTTPServer):
         super().server_close()
 
 
+def _check_text(value: str, name: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON allows "\ud800"; nothing downstream can encode it
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, f"'{name}' is not valid Unicode (a lone surrogate)"
+        ) from None
+
+
 def _prompt(body: dict) -> str:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise RequestError(HTTPStatus.BAD_REQUEST, "'prompt' must be a non-empty string")
+    _check_text(prompt, "prompt")
     if len(prompt) > MAX_PROMPT:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"'prompt' is longer than {MAX_PROMPT} characters")
     return prompt.strip()
@@ -221,18 +240,24 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:  # quiet: the CLI prints what matters
         pass
 
+    def setup(self) -> None:
+        self.timeout = self.server.socket_timeout_s  # StreamRequestHandler puts it on the socket
+        super().setup()
+
     # ---- helpers --------------------------------------------------------------------------------
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, close: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if close:
+            self.send_header("Connection", "close")  # also sets close_connection
         self.end_headers()
         self.wfile.write(body)
 
-    def _json(self, status: HTTPStatus, payload: dict | list) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
+    def _json(self, status: HTTPStatus, payload: dict | list, close: bool = False) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", close)
 
     def _body(self) -> dict:
         try:
@@ -244,8 +269,10 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length > 0 else b""
         try:
             body = json.loads(raw or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError:  # not JSON, or not UTF-8
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object") from None
+        except RecursionError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body is nested too deeply") from None
         if not isinstance(body, dict):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
         return body
@@ -253,17 +280,48 @@ class Handler(BaseHTTPRequestHandler):
     def _query(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
 
+    def _check_same_site(self) -> None:
+        """Refuse a POST that a page on another site could have sent (see the module docstring).
+
+        A cross-site ``fetch`` with ``Content-Type: application/json`` needs a CORS preflight, which this
+        server never grants, and a form cannot send that type; so requiring JSON closes the "simple request"
+        hole, and the ``Origin`` check refuses whatever a browser sends anyway. Tools like curl send no
+        ``Origin`` and pass."""
+        host = self.headers.get("Host", "")
+        origin = self.headers.get("Origin")
+        if origin is not None and (not host or _netloc(origin) != host.lower()):
+            raise RequestError(
+                HTTPStatus.FORBIDDEN, f"cross-site request refused: Origin {origin!r} is not {host}"
+            )
+        bound = self.server.server_address[0]
+        if _is_loopback(bound) and host and not (_is_loopback(_hostname(host)) or _hostname(host) == bound):
+            # a rebound DNS name pointing at 127.0.0.1 makes its page "same origin": refuse the name
+            raise RequestError(HTTPStatus.FORBIDDEN, f"request refused: Host {host!r} is not a loopback name")
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise RequestError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f"POST bodies must be Content-Type: application/json, not {content_type or 'none'!r}",
+            )
+
     def _dispatch(self, routes: dict) -> None:
         path = urlparse(self.path).path
         route = routes.get(path)
         try:
             if route is None:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.command} {path}")
+            if self.command == "POST":
+                self._check_same_site()
             route()
         except RequestError as e:
-            self._json(e.status, {"error": str(e)})
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            self._json(e.status, {"error": str(e)}, close=True)  # the body may be unread: end the connection
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+        except Exception as e:  # a bug: one line on stderr and a clean 500, never a traceback or a hang
+            print(f"error: {self.command} {path}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            self._json(
+                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(e).__name__}"}, close=True
+            )
 
     # ---- routes ---------------------------------------------------------------------------------
 
@@ -294,6 +352,7 @@ class Handler(BaseHTTPRequestHandler):
         client, seed = body.get("client", ""), body.get("seed", 0)
         if not isinstance(client, str) or len(client) > 100:
             raise RequestError(HTTPStatus.BAD_REQUEST, "'client' must be a string of at most 100 characters")
+        _check_text(client, "client")
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise RequestError(HTTPStatus.BAD_REQUEST, "'seed' must be an integer in [0, 2^32)")
         worker = self.server.start_stream(prompt, client or secrets.token_hex(8), seed)
@@ -352,6 +411,30 @@ class Handler(BaseHTTPRequestHandler):
             worker.stop()  # the viewer went away: stop the work
         finally:
             worker.viewer.release()
+
+
+def _netloc(origin: str) -> str:
+    try:
+        return urlparse(origin).netloc.lower()
+    except ValueError:
+        return ""
+
+
+def _hostname(host_header: str) -> str:
+    """``"127.0.0.1:8000"`` -> ``"127.0.0.1"``, ``"[::1]:80"`` -> ``"::1"``."""
+    try:
+        return (urlparse(f"//{host_header}").hostname or "").lower()
+    except ValueError:  # "[bad": not a host at all
+        return ""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(
