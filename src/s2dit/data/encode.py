@@ -17,6 +17,7 @@ where it stopped. Unreadable or too-short videos are skipped and counted, never 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +29,7 @@ import yaml
 from s2dit.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.lock import FolderLock
 
 NULL_TEXT = "null_text.safetensors"
 
@@ -100,6 +102,13 @@ def _attributes(root: Path) -> dict[str, dict]:
 @torch.no_grad()
 def encode_folder(cfg: EncodeConfig, progress: bool = True) -> dict:
     """Encode this rank's shards of ``cfg.videos`` into ``cfg.out``; returns a summary."""
+    rank, _ = rank_and_world()
+    # One job per folder; under torchrun rank 0 holds the lock for the job (its ranks share the folder).
+    with FolderLock(cfg.out) if rank == 0 else contextlib.nullcontext():
+        return _encode(cfg, progress)
+
+
+def _encode(cfg: EncodeConfig, progress: bool) -> dict:
     from tqdm import tqdm
 
     from s2dit.data.video_folder import VideoFolderDataset, read_captions

@@ -31,6 +31,7 @@ import yaml
 from s2dit import precision
 from s2dit.config import describe_changes, from_dict, save_config
 from s2dit.errors import S2DitError
+from s2dit.lock import FolderLock
 from s2dit.model.denoiser import build_denoiser, resolve_spec, same_architecture, save_denoiser
 from s2dit.train import checkpoint
 from s2dit.train.config import TrainConfig
@@ -113,6 +114,9 @@ class Trainer:
         self.cfg, self.progress = cfg, progress
         self.world: World = setup(cfg.device)
         self.out = Path(cfg.out)
+        # One run per folder (a second one would delete our temporaries and log to an unlinked file).
+        # Under torchrun rank 0 holds it for the job; held until close() or the process ends.
+        self._lock = FolderLock(self.out).acquire() if self.world.is_main else None
         check_run_folder(cfg)
         per_rank = cfg.grad_accum * self.world.size
         if cfg.batch_size % per_rank:
@@ -264,6 +268,12 @@ class Trainer:
             log.close()
         return row
 
+    def close(self) -> None:
+        """Release the run folder's lock (the kernel also drops it when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def _out_of_time(self, deadline: float) -> bool:
         """Past the deadline, by rank 0's clock (so every rank stops at the same step)."""
         if deadline == math.inf:
@@ -389,4 +399,8 @@ def train(
     cfg: TrainConfig, max_steps: int | None = None, progress: bool = True, max_seconds: float | None = None
 ) -> dict:
     """Train (or resume) a run; returns the last logged row."""
-    return Trainer(cfg, progress=progress).run(max_steps, max_seconds)
+    trainer = Trainer(cfg, progress=progress)
+    try:
+        return trainer.run(max_steps, max_seconds)
+    finally:
+        trainer.close()

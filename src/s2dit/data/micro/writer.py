@@ -32,6 +32,7 @@ from s2dit.data.micro.render import render_scene
 from s2dit.data.micro.scene import clip_rng, sample_scene
 from s2dit.data.micro.vocab import COMBOS
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.lock import FolderLock
 
 MAX_OBJECTS = 3  # captions count objects in words up to three
 INDEX = "clips.jsonl"
@@ -147,6 +148,11 @@ def write_micro_world(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise S2DitError(f"--out {out} exists and is not a folder")
+    with FolderLock(out):  # a second process on this folder would delete our temporaries
+        return _make_missing(out, n, cfg, workers, progress)
+
+
+def _make_missing(out: Path, n: int, cfg: MicroWorldConfig, workers: int, progress: bool) -> dict:
     _check_same_config(out, cfg)
     rows = read_index(out)
     beyond = [r["id"] for r in rows if r["id"] >= n]
