@@ -1,10 +1,12 @@
 import collections
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,6 +217,53 @@ def test_killed_run_resumes_to_exactly_n_valid_clips(tmp_path):
     for row in rows:
         assert read_video(out / row["video"])[0].shape == (9, 48, 64, 3)
     assert rows[17] == make_clip(MicroWorldConfig(video=VideoSpec(64, 48, 9, 16.0)), 17)[1]
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid``, from /proc (psutil may not be installed)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except OSError:
+            continue  # it ended while we looked
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent (now init) has not reaped it yet
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_workers_die_with_a_killed_parent(tmp_path):
+    out = tmp_path / "world"
+    cmd = [sys.executable, "-m", "s2dit.cli", "data", "micro", "--out", str(out), "--n", "2000"]
+    cmd += ["--size", "64x48", "--frames", "9", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (len(workers) >= 2 and list((out / "clips").glob("*.mp4"))):
+            workers = _children(proc.pid)
+            time.sleep(0.05)
+        assert len(workers) >= 2 and proc.poll() is None, "the run did not get going"
+        proc.kill()  # SIGKILL the parent alone: nothing of it runs to tell the workers
+        proc.wait()
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.05)
+        assert not [w for w in workers if _alive(w)], "workers outlived their parent"
+    finally:
+        proc.kill()
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w, signal.SIGKILL)
 
 
 def test_a_smaller_n_than_the_folder_holds_is_refused(tmp_path):

@@ -14,11 +14,14 @@ the result does not depend on interruptions or on the number of worker processes
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -91,6 +94,24 @@ def _write_clip(args: tuple[MicroWorldConfig, str, int]) -> dict:
     frames, row = make_clip(cfg, index)
     write_video(Path(out) / row["video"], frames, cfg.video.fps, crf=cfg.crf)
     return row
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the parent dies, even by SIGKILL (no cleanup runs there, so
+    nothing else would tell it, and it would wait for work forever)."""
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the kernel sends this signal when the parent exits
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    else:  # no such call: watch for the reparenting instead
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before we asked
+        os._exit(1)
 
 
 def read_index(folder: str | os.PathLike) -> list[dict]:
@@ -195,7 +216,9 @@ def _make_missing(out: Path, n: int, cfg: MicroWorldConfig, workers: int, progre
                 # fork on Linux: workers need no re-import of __main__ (scripts, stdin, notebooks all work).
                 # A pool executor, unlike multiprocessing.Pool, fails instead of hanging if a worker dies.
                 context = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                with ProcessPoolExecutor(
+                    workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+                ) as pool:
                     for future in as_completed([pool.submit(_write_clip, job) for job in jobs]):
                         record(future.result())
         # Complete: store the index in clip order for readers who look at it by eye.
