@@ -1,7 +1,9 @@
 import json
+import os
 import re
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import yaml
@@ -124,7 +126,8 @@ def test_make_inspect_and_score_a_world(tmp_path):
         (["bench", "stream", "--chunks", "0"], "--chunks"),
         (["stream", "a red ball", "--checkpoint", "nowhere"], "does not exist"),
         (["serve", "--port", "70000", "--random-weights"], "--port must be"),
-        (["serve"], "pass --checkpoint PATH, or --random-weights"),
+        (["serve", "--checkpoint", "nowhere"], "does not exist"),
+        (["serve", "--checkpoint", "nowhere", "--random-weights"], "not both"),
         (
             [
                 "search",
@@ -152,6 +155,83 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+# What s2dit itself writes on stderr: error and warning lines, and the progress bars of the commands run
+# below (tqdm: "DESC:  42%|####  | ..."). Anything else is a library talking on its own.
+OUR_BARS = ("streaming", "sampling", "scoring")
+OUR_STDERR = re.compile(rf"^(error|warning): |^({'|'.join(OUR_BARS)}): +\d+%\|")
+
+
+def foreign_stderr(stderr: str) -> list[str]:
+    """The stderr lines (tqdm redraws split on carriage returns) that s2dit did not write."""
+    lines = (line.strip() for line in re.split(r"[\r\n]+", stderr))
+    return [line for line in lines if line and not OUR_STDERR.match(line)]
+
+
+def run_elsewhere(cwd, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The installed s2dit, run from ``cwd`` (not the repository) with a clean environment."""
+    env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    env |= {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
+    bin_dir = os.path.dirname(sys.executable)
+    cmd = [f"{bin_dir}/s2dit", *args]
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_main_jobs_use_the_shipped_models_from_any_directory_and_stay_quiet(tmp_path):
+    """stream, generate and eval micro with no model flag, run outside the repository: they work, and
+    stderr holds only our own lines (no torchao, torch pytree or transformers loading noise)."""
+    prompt = "a large red circle moving right on a white background"
+    streamed = run_elsewhere(tmp_path, "stream", prompt, "--seconds", "1", "-o", "out/s.mp4")
+    assert re.search(r"first chunk \d+\.\d+ s; \d+\.\d+ FPS end to end", streamed.stdout)
+    assert (tmp_path / "out" / "s.mp4").stat().st_size > 0 and (tmp_path / "out" / "s.gif").stat().st_size > 0
+    assert "preview: out/s.gif" in streamed.stdout
+    generated = run_elsewhere(tmp_path, "generate", prompt, "--steps", "2", "-o", "gen/g.mp4")
+    assert "wrote gen/g.mp4" in generated.stdout and (tmp_path / "gen" / "g.png").exists()
+    (tmp_path / "prompts.txt").write_text(prompt + "\n")
+    scored = run_elsewhere(tmp_path, "eval", "micro", "--videos", "gen", "--prompts", "prompts.txt")
+    assert "pass rate" in scored.stdout
+    for result in (streamed, generated, scored):
+        assert foreign_stderr(result.stderr) == [], result.stderr[-3000:]
+    assert "streaming:" in streamed.stderr and "sampling:" in generated.stderr  # our bars stay
+    verbose = run_elsewhere(
+        tmp_path, "--verbose", "eval", "micro", "--videos", "gen", "--prompts", "prompts.txt"
+    )
+    assert "pass rate" in verbose.stdout
+
+
+def test_our_warnings_are_one_line_and_libraries_are_hidden(capsys):
+    import s2dit.cli
+    from s2dit.quiet import _show_our_warnings
+
+    _show_our_warnings(UserWarning("no contact sheet"), UserWarning, s2dit.cli.__file__, 1)
+    _show_our_warnings(FutureWarning("deprecated"), FutureWarning, json.__file__, 1)
+    assert capsys.readouterr().err == "warning: no contact sheet\n"
+
+
+def test_serve_defaults_to_the_shipped_model_and_its_page_says_what_it_draws(tmp_path):
+    bin_dir = os.path.dirname(sys.executable)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env |= {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
+    proc = subprocess.Popen(
+        [f"{bin_dir}/s2dit", "serve", "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()  # printed once the model is loaded and the port is open
+        url = re.search(r"live viewer at (\S+)", line)
+        assert url, line + proc.stderr.read() if proc.poll() is not None else line
+        page = urllib.request.urlopen(url.group(1), timeout=30).read().decode()
+        assert "The micro world, which the shipped models draw" in page and "triangle" in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_micro_prompts_warn_in_one_line_what_the_world_cannot_draw(tmp_path, capsys):

@@ -58,6 +58,20 @@ app.add_typer(search_app, name="search")
 
 console = Console()
 
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show third-party libraries' warnings, log lines and loading bars."
+    ),
+) -> None:
+    """The options before the command: s2dit --verbose stream ..."""
+    if not verbose:
+        from s2dit.quiet import quiet
+
+        quiet()  # before any command imports torch, transformers or diffusers
+
+
 CONFIG_HELP = "YAML config file (defaults are the built-in ones)."
 SET_HELP = "Dotted override, repeatable: --set video.fps=8."
 
@@ -691,7 +705,11 @@ def _warn_unknown_words(prompts: list[str], checkpoint: Path | None) -> None:
 @app.command("generate")
 def generate(
     prompt: str = typer.Argument(..., help="The text prompt."),
-    checkpoint: Path = typer.Option(..., help="A trained run folder, its model/ folder, or a Wan folder."),
+    checkpoint: Path | None = typer.Option(
+        None,
+        help="A trained run folder, its model/ folder, or a Wan folder "
+        "(default: the shipped teacher, weights/micro_teacher).",
+    ),
     out: Path = typer.Option(
         Path("out.mp4"), "-o", "--out", help="The mp4 to write (a .png contact sheet goes beside it)."
     ),
@@ -712,7 +730,9 @@ def generate(
     """Generate a video bidirectionally from any of our checkpoints (teacher or S2DiT)."""
     from s2dit.diffusion.pipeline import GenerateRequest
     from s2dit.diffusion.pipeline import generate as run
+    from s2dit.shipped import GENERATE_MODEL, shipped_model
 
+    checkpoint = checkpoint or shipped_model(GENERATE_MODEL)
     _warn_unknown_words([prompt], checkpoint)
     request = GenerateRequest(
         prompt=prompt,
@@ -740,8 +760,6 @@ def _stream_parts(checkpoint, random_weights, preset, size, vae, device, chunk, 
     from s2dit.config import parse_size
     from s2dit.diffusion.stream_pipeline import load_stream_model
 
-    if (checkpoint is None) == (not random_weights):
-        raise S2DitError("pass --checkpoint PATH, or --random-weights to benchmark an untrained preset")
     _check_device(device)
     with warnings.catch_warnings():  # said once, below
         warnings.simplefilter("ignore")
@@ -762,16 +780,38 @@ def _stream_parts(checkpoint, random_weights, preset, size, vae, device, chunk, 
     return parts
 
 
+def _stream_checkpoint(checkpoint: Path | None, random_weights: bool) -> Path | None:
+    """The model to stream: --checkpoint, none for --random-weights, else the shipped S2DiT-AR."""
+    from s2dit.shipped import STREAM_MODEL, shipped_model
+
+    if checkpoint is not None and random_weights:
+        raise S2DitError("pass --checkpoint PATH or --random-weights, not both")
+    return None if random_weights else checkpoint or shipped_model(STREAM_MODEL)
+
+
 STREAM_OPTIONS_HELP = "Default: the model's pipeline.yaml (stream section)."
+CHECKPOINT_HELP = (
+    "A trained S2DiT run folder or model folder (default: the shipped S2DiT-AR, weights/micro_ar)."
+)
+PREVIEW_SECONDS = 30  # the GIF beside the mp4 shows at most this much of the stream
 
 
-@app.command("stream")
+def _stream_help() -> str:
+    from s2dit.data.micro.guide import world_guide
+
+    return (
+        "Stream a video chunk by chunk, writing frames as they arrive (and a GIF of them beside the mp4); "
+        f"switch prompts with --then/--at.\n\n{world_guide()}"
+    )
+
+
+@app.command("stream", help=_stream_help())
 def stream(
     prompt: str = typer.Argument(..., help="The text prompt."),
     then: list[str] = typer.Option([], help="A later prompt, repeatable; each needs an --at."),
     at: list[float] = typer.Option([], help="When (seconds) the matching --then prompt starts."),
     seconds: float = typer.Option(10.0, help="Length of the video."),
-    checkpoint: Path | None = typer.Option(None, help="A trained S2DiT run folder or model folder."),
+    checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
     random_weights: bool = typer.Option(False, help="Stream an untrained --preset (benchmarking)."),
     preset: str = typer.Option("micro", help="Preset for --random-weights: micro or mobile."),
     size: str = typer.Option("256x144", help="Video size WxH for --random-weights."),
@@ -786,10 +826,10 @@ def stream(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     dtype: str = typer.Option("float32", help="float32, or bfloat16 (autocast, GPUs)."),
 ) -> None:
-    """Stream a video chunk by chunk, writing frames as they arrive; switch prompts with --then/--at."""
     import torch
 
     from s2dit.diffusion.stream_pipeline import stream_to_file
+    from s2dit.videoio import read_video, write_gif
 
     if len(then) != len(at):
         raise S2DitError(f"{len(then)} --then prompt(s) but {len(at)} --at time(s): give one --at per --then")
@@ -797,6 +837,7 @@ def stream(
         raise S2DitError("--seconds must be positive and every --at within [0, --seconds)")
     if dtype not in ("float32", "bfloat16"):
         raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
+    checkpoint = _stream_checkpoint(checkpoint, random_weights)
     _warn_unknown_words([prompt, *then], checkpoint)
     parts = _stream_parts(
         checkpoint, random_weights, preset, size, vae, device, chunk, window, sink, steps, shift
@@ -804,16 +845,22 @@ def stream(
     done = stream_to_file(
         parts, prompt, list(zip(at, then, strict=True)), seconds, out, seed, getattr(torch, dtype)
     )
+    frames, fps = read_video(out, max_frames=round(PREVIEW_SECONDS * parts.fps))
+    gif = out.with_suffix(".gif")
+    write_gif(gif, frames, fps)
     console.print(
         f"wrote {done['video']}: {done['frames']} frames in {done['chunks']} chunks; "
         f"first chunk {done['first_chunk_latency_s']:.2f} s; {done['fps']:.1f} FPS end to end "
-        f"({done['denoise_fps']:.1f} FPS denoising)"
+        f"({done['denoise_fps']:.1f} FPS denoising)",
+        soft_wrap=True,
     )
+    shown = "" if len(frames) == done["frames"] else f" (the first {PREVIEW_SECONDS} s)"
+    console.print(f"preview: {gif}{shown}", soft_wrap=True)
 
 
 @app.command("serve")
 def serve(
-    checkpoint: Path | None = typer.Option(None, help="A trained S2DiT run folder or model folder."),
+    checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
     random_weights: bool = typer.Option(False, help="Serve an untrained --preset (benchmarking)."),
     preset: str = typer.Option("micro", help="Preset for --random-weights: micro or mobile."),
     size: str = typer.Option("256x144", help="Video size WxH for --random-weights."),
@@ -830,6 +877,7 @@ def serve(
 
     if not 0 <= port < 65536 or max_streams < 1:
         raise S2DitError("--port must be in [0, 65535] and --max-streams at least 1")
+    checkpoint = _stream_checkpoint(checkpoint, random_weights)
     parts = _stream_parts(
         checkpoint, random_weights, preset, size, vae, device, None, window, None, steps, None
     )

@@ -67,9 +67,9 @@ def test_bad_stream_requests_are_one_line_errors(tmp_path):
     for extra, message in cases:
         result = subprocess.run(stream_cmd(tmp_path / "x.mp4", *extra), capture_output=True, text=True)
         assert result.returncode == 2 and message in result.stderr, result.stderr
-    plain = [f"{BIN}/s2dit", "stream", "a red ball", "-o", str(tmp_path / "x.mp4")]
-    result = subprocess.run(plain, capture_output=True, text=True)
-    assert result.returncode == 2 and "--random-weights" in result.stderr
+    both = [*stream_cmd(tmp_path / "x.mp4"), "--checkpoint", str(tmp_path)]
+    result = subprocess.run(both, capture_output=True, text=True)
+    assert result.returncode == 2 and "--checkpoint PATH or --random-weights, not both" in result.stderr
 
 
 def test_bench_stream_writes_the_table_and_ratios(tmp_path):

@@ -74,6 +74,18 @@ def test_page_has_the_controls(server):
         assert element in page
 
 
+def test_page_says_what_a_micro_world_model_draws():
+    from s2dit.data.micro.guide import EXAMPLE_PROMPTS
+
+    with running_server(check_prompts=True) as micro:
+        _, page = request(micro, "GET", "/")
+    assert "The micro world, which the shipped models draw" in page and "diamond" in page
+    assert all(p in page for p in EXAMPLE_PROMPTS)
+    with running_server() as other:  # not a micro-world model: no guide
+        _, page = request(other, "GET", "/")
+    assert "micro world" not in page and 'id="guide"></p>' in page
+
+
 def test_start_watch_switch_stop(server):
     status, started = request(server, "POST", "/api/start", {"prompt": "a red ball", "client": "tab1"})
     assert status == 200

@@ -34,11 +34,31 @@ class PipelineInfo:
 
 
 def read_pipeline(checkpoint: str | os.PathLike) -> PipelineInfo:
+    """The ``pipeline.yaml`` of a model folder or run (defaults when there is none), its paths resolved."""
     path = Path(checkpoint)
     for candidate in (path / "pipeline.yaml", path / "model" / "pipeline.yaml"):
         if candidate.is_file():
-            return from_dict(PipelineInfo, yaml.safe_load(candidate.read_text()) or {})
+            info = from_dict(PipelineInfo, yaml.safe_load(candidate.read_text()) or {})
+            info.vae = resolve_path(info.vae, candidate.parent)
+            if info.text not in ("minilm", "hashed"):
+                info.text = resolve_path(info.text, candidate.parent)
+            return info
     return PipelineInfo()
+
+
+def resolve_path(value: str, folder: Path) -> str:
+    """A path named in a ``pipeline.yaml`` in ``folder``: relative to that folder (``../micro_vae_v1``), so
+    the model works from any directory. Older files named paths relative to the repository root (where
+    the trainer ran): the working directory, then the repository root, are tried next. Unchanged when
+    none exists (the loader then says what is missing)."""
+    from s2dit.shipped import REPO
+
+    if not value or Path(value).is_absolute():
+        return value
+    for base in (folder, Path.cwd(), REPO):
+        if (base / value).exists():
+            return value if base == Path.cwd() else os.path.normpath(base / value)
+    return value
 
 
 @dataclasses.dataclass

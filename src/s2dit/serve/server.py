@@ -2,7 +2,7 @@
 
 The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 403, 404, 409, 415 or 503):
 
-* ``GET /`` - the viewer page;
+* ``GET /`` - the viewer page (for a micro-world model, with what the micro world can draw);
 * ``POST /api/start {"prompt", "client"?, "seed"?}`` -> ``{"stream": id}``. A client (an id the page keeps
   for its tab) has one stream at a time: starting again stops its previous stream;
 * ``POST /api/prompt {"stream", "prompt"}`` - switch the prompt at the next chunk boundary;
@@ -27,6 +27,7 @@ most two chunks ahead of its viewer, so an idle page costs nothing. The model is
 
 from __future__ import annotations
 
+import html
 import io
 import ipaddress
 import json
@@ -340,8 +341,14 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch({"/api/start": self._start, "/api/prompt": self._switch, "/api/stop": self._stop})
 
     def _page(self) -> None:
-        page = resources.files("s2dit.serve").joinpath("viewer.html").read_bytes()
-        self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+        page = resources.files("s2dit.serve").joinpath("viewer.html").read_text()
+        guide = ""
+        if self.server.check_prompts:  # a micro-world model: say what it can draw
+            from s2dit.data.micro.guide import world_guide
+
+            guide = html.escape(world_guide(), quote=False)
+        page = page.replace("<!--world guide-->", guide)
+        self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 
     def _worker_from_query(self) -> StreamWorker:
         return self.server.stream(self._query().get("stream"))
