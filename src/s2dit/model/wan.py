@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -105,7 +106,21 @@ class WanDenoiser(nn.Module):
         return cls(model if dtype is None else model.to(dtype))
 
     def save(self, folder: str | os.PathLike) -> None:
-        self.transformer.save_pretrained(folder, safe_serialization=True)
+        """Write the diffusers folder to a temporary sibling and swap it into place (``save_pretrained``
+        writes its files one by one, so a kill mid-way would leave a torn folder). Files of ours that
+        live beside the weights (``pipeline.yaml``) are carried over; old weight files are not."""
+        from s2dit.atomic import atomic_folder
+
+        folder = Path(folder)
+        with atomic_folder(folder) as tmp:
+            self.transformer.save_pretrained(tmp, safe_serialization=True)
+            if folder.is_dir():
+                for old in folder.iterdir():
+                    written = (tmp / old.name).exists() or old.name.startswith(
+                        ("diffusion_pytorch_model", ".tmp-")
+                    )
+                    if old.is_file() and not written:
+                        shutil.copy2(old, tmp / old.name)
 
     @property
     def text_dim(self) -> int:
