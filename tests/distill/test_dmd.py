@@ -11,6 +11,7 @@ from distill_fixtures import distill_config, make_teacher
 from train_fixtures import tiny_config
 
 from s2dit.config import save_config
+from s2dit.diffusion.sampling import Condition
 from s2dit.diffusion.streaming import StreamSampler, denoise_chunk
 from s2dit.distill.dmd import DMD, dmd_gradient, dmd_surrogate, exit_step
 from s2dit.model.denoiser import load_denoiser
@@ -44,6 +45,25 @@ def test_the_generator_gradient_is_the_normalised_score_difference():
     for i in range(2):  # (fake - real) / mean|x - real|, per sample; the surrogate averages over elements
         analytic = (fake[i] - real[i]) / (x[i].detach() - real[i]).abs().mean()
         assert torch.allclose(x.grad[i] * x.numel(), analytic, rtol=1e-5, atol=1e-6)
+
+
+def test_the_real_score_is_the_teachers_guided_velocity():
+    """``u + g·(c - u)``: guidance pushes past the conditional velocity, away from the unconditional one.
+    A stand-in teacher whose velocity is the mean of the prompt tokens makes every term visible."""
+
+    class Teacher:
+        def __call__(self, x_t, t, text, mask):
+            return torch.ones_like(x_t) * text.mean(dim=(1, 2))[:, None, None, None, None]
+
+    method = DMD.__new__(DMD)  # only the teacher and the guidance scale are needed
+    method.teacher = Teacher()
+    x_t, t = torch.randn(2, 4, 3, 6, 8), torch.full((2, 3), 500.0)
+    cond = Condition(torch.full((2, 5, 16), 1.0), torch.ones(2, 5, dtype=torch.bool))
+    uncond = Condition(torch.full((2, 5, 16), 0.25), torch.ones(2, 5, dtype=torch.bool))
+    for g, expected in ((4.0, 0.25 + 4.0 * (1.0 - 0.25)), (1.0, 1.0), (0.0, 0.25)):
+        method.cfg = distill_config(cfg=g)
+        real = method.real_score(x_t, t, cond, uncond)
+        assert torch.allclose(real, torch.full_like(x_t, expected)), (g, real.flatten()[0].item(), expected)
 
 
 def test_the_exit_step_depends_on_the_iteration_only():
@@ -120,6 +140,26 @@ def test_no_gradient_when_the_critic_is_the_real_score(latents, teacher, tmp_pat
     loss, _ = method.loss(trainer.model, batch, trainer.null, torch.device("cpu"), step=0)
     loss.backward()
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in trainer.model.parameters())
+
+
+def test_the_generator_step_guides_with_the_prompt_against_the_empty_prompt(latents, teacher, tmp_path):
+    """The loss hands the real score the batch's prompts as ``cond`` and the null prompt as ``uncond`` (in
+    that order: swapped, the guidance would push away from the prompt)."""
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    seen = []
+    real = method.real_score
+
+    def spy(x_t, t, cond, uncond):
+        seen.append((cond.text.clone(), uncond.text.clone()))
+        return real(x_t, t, cond, uncond)
+
+    method.real_score = spy
+    batch = trainer.train_data.batch([0, 1])
+    method.loss(trainer.model, batch, trainer.null, torch.device("cpu"), step=0)  # a generator step
+    assert len(seen) == 1
+    cond, uncond = seen[0]
+    assert torch.equal(cond, batch["text"])
+    assert torch.equal(uncond, trainer.null[0].expand_as(uncond)) and not torch.equal(cond, uncond)
 
 
 def test_dmd_trains_and_resumes_exactly(latents, teacher, tmp_path):
