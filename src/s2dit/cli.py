@@ -824,26 +824,27 @@ def stream(
     sink: int | None = typer.Option(None, help="First chunks always remembered. " + STREAM_OPTIONS_HELP),
     vae: Path | None = typer.Option(None, help="Streaming decoder (tiny_ae folder or Wan VAE folder)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    dtype: str = typer.Option("float32", help="float32, or bfloat16 (autocast, GPUs)."),
+    dtype: str = typer.Option(
+        "auto", help="auto (bf16 autocast on GPUs and AMX CPUs, else float32), float32 or bfloat16."
+    ),
 ) -> None:
-    import torch
-
     from s2dit.diffusion.stream_pipeline import stream_to_file
+    from s2dit.precision import PRECISIONS, compute_dtype
     from s2dit.videoio import read_video, write_gif
 
     if len(then) != len(at):
         raise S2DitError(f"{len(then)} --then prompt(s) but {len(at)} --at time(s): give one --at per --then")
     if seconds <= 0 or any(a < 0 or a >= seconds for a in at):
         raise S2DitError("--seconds must be positive and every --at within [0, --seconds)")
-    if dtype not in ("float32", "bfloat16"):
-        raise S2DitError(f"--dtype {dtype!r}: choose float32 or bfloat16")
+    if dtype not in PRECISIONS:
+        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
     checkpoint = _stream_checkpoint(checkpoint, random_weights)
     _warn_unknown_words([prompt, *then], checkpoint)
     parts = _stream_parts(
         checkpoint, random_weights, preset, size, vae, device, chunk, window, sink, steps, shift
     )
     done = stream_to_file(
-        parts, prompt, list(zip(at, then, strict=True)), seconds, out, seed, getattr(torch, dtype)
+        parts, prompt, list(zip(at, then, strict=True)), seconds, out, seed, compute_dtype(dtype, device)
     )
     frames, fps = read_video(out, max_frames=round(PREVIEW_SECONDS * parts.fps))
     gif = out.with_suffix(".gif")
