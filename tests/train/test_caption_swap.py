@@ -10,7 +10,7 @@ from s2dit.config import VideoSpec
 from s2dit.data.micro.captions import parse_caption, write_caption
 from s2dit.data.micro.scene import clip_rng, sample_scene
 from s2dit.data.micro.vocab import motion_family
-from s2dit.train.caption_swap import ATTRIBUTES, CaptionSwap, swap_captions, swapped_objects
+from s2dit.train.caption_swap import ATTRIBUTES, CaptionSwap, _scene, swap_captions, swapped_objects
 from s2dit.train.data import LatentBatches
 from s2dit.train.log import read_log
 from s2dit.train.trainer import train
@@ -47,10 +47,7 @@ def test_swapped_captions_reuse_the_wording_of_the_true_one():
     row = _row(3)
     row["objects"] = row["objects"][:1]
     captions = swap_captions(row, seed=0)
-    same = write_caption(
-        np.random.default_rng(0),
-        __import__("s2dit.train.caption_swap", fromlist=["_scene"])._scene(row["background"], row["objects"]),
-    )
+    same = write_caption(np.random.default_rng(0), _scene(row["background"], row["objects"]))
     assert captions["true"] == same
     words_true, words_color = captions["true"].split(), captions["color"].split()
     assert len(words_true) == len(words_color)
