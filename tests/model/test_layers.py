@@ -54,6 +54,39 @@ def test_rms_norm_matches_nn_rmsnorm_with_one_weight_per_slice():
     torch.testing.assert_close(rms_norm(x, weight, 1e-6), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_rmsnorm_stays_fused_under_bf16_autocast_and_keeps_float32_statistics():
+    """Under CPU bf16 autocast ``nn.RMSNorm`` gets a bf16 input and a float32 weight, warns and falls off
+    the fused kernel; ours casts the weight and matches the float32 norm to bf16 rounding."""
+    import warnings
+
+    from s2dit.model.layers import RMSNorm
+
+    torch.manual_seed(0)
+    ours, plain = RMSNorm(64, eps=1e-6), torch.nn.RMSNorm(64, eps=1e-6)
+    torch.nn.init.normal_(ours.weight)
+    plain.load_state_dict(ours.state_dict())  # same keys and shapes as nn.RMSNorm
+    x = torch.randn(4, 9, 64) * 30
+    torch.testing.assert_close(ours(x), plain(x), rtol=0, atol=0)  # float32: identical
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the dtype-mismatch fallback warns
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = ours(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), plain(x.bfloat16().float()), rtol=1.6e-2, atol=1e-2)
+    with pytest.warns(UserWarning, match="Mismatch dtype"), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain(x.bfloat16())  # the fallback this class avoids still exists upstream
+
+
+def test_rmsnorm_adopt_converts_the_wan_qk_norms_in_place():
+    from s2dit.model.layers import RMSNorm
+    from s2dit.model.wan import WanConfig, WanDenoiser
+
+    torch.manual_seed(0)
+    model = WanDenoiser.from_config(WanConfig(layers=1, heads=2, head_dim=8, ffn_dim=32, text_dim=16))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.RMSNorm)]
+    assert norms and all(type(m) is RMSNorm for m in norms)
+
+
 @pytest.mark.parametrize("chunk_frames", [None, 1, 3])
 def test_lcha_equals_its_definition_written_out_step_by_step(chunk_frames):
     """The fused mixer (q and k normalised, mapped and rotated together, the gate folded into the state

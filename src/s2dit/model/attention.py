@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2dit.model.layers import rms_norm
+from s2dit.model.layers import RMSNorm, rms_norm
 from s2dit.model.rope import apply_rope
 from s2dit.model.state import ChunkContext, KVCache, LinearCache
 from s2dit.ops.causal_conv import causal_depthwise_conv3d
@@ -38,8 +38,8 @@ class SoftmaxAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.norm_q = nn.RMSNorm(dim, eps=1e-6)
-        self.norm_k = nn.RMSNorm(dim, eps=1e-6)
+        self.norm_q = RMSNorm(dim, eps=1e-6)
+        self.norm_k = RMSNorm(dim, eps=1e-6)
         self.out = nn.Linear(dim, dim)
 
     def _project(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -86,8 +86,8 @@ class LinConvAttention(nn.Module):
         self.heads = heads
         head_dim = dim // heads
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.norm_q = nn.RMSNorm(dim, eps=1e-6)
-        self.norm_k = nn.RMSNorm(dim, eps=1e-6)
+        self.norm_q = RMSNorm(dim, eps=1e-6)
+        self.norm_k = RMSNorm(dim, eps=1e-6)
         self.feature = nn.Linear(head_dim, head_dim)
         self.conv = nn.Conv3d(dim, dim, conv_kernel, groups=dim)  # weights only: padding is causal_depthwise
         self.conv_mix = nn.Linear(dim, dim)

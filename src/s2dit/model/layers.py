@@ -16,6 +16,25 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return (x * inv.to(x.dtype)) * weight.to(x.dtype)
 
 
+class RMSNorm(nn.RMSNorm):
+    """``nn.RMSNorm`` whose weight follows its input's dtype, so that under bf16 autocast the norm stays on
+    torch's fused kernel (which keeps its statistics in float32) instead of falling back to the unfused
+    ops with a dtype-mismatch warning. Same parameters and state-dict keys as ``nn.RMSNorm``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+    @classmethod
+    def adopt(cls, model: nn.Module) -> nn.Module:
+        """Turn every plain ``nn.RMSNorm`` inside ``model`` (e.g. diffusers' Wan attention) into this class,
+        in place; parameters and their values are untouched."""
+        for m in model.modules():
+            if type(m) is nn.RMSNorm:
+                m.__class__ = cls
+        return model
+
+
 class FeedForward(nn.Module):
     """``[..., D]`` -> ``[..., D]``: Linear, GELU-tanh, Linear (Wan's FFN)."""
 
@@ -44,8 +63,8 @@ class CrossAttention(nn.Module):
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
-        self.norm_q = nn.RMSNorm(dim, eps=1e-6)
-        self.norm_k = nn.RMSNorm(dim, eps=1e-6)
+        self.norm_q = RMSNorm(dim, eps=1e-6)
+        self.norm_k = RMSNorm(dim, eps=1e-6)
 
     def text_kv(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``text [B, L, D]`` (already at model width) -> ``(k, v)``, each ``[B, heads, L, D / heads]``."""

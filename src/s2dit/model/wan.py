@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.model.layers import RMSNorm
 
 
 @dataclasses.dataclass
@@ -53,7 +54,7 @@ class WanDenoiser(nn.Module):
 
     def __init__(self, transformer: nn.Module):
         super().__init__()
-        self.transformer = transformer
+        self.transformer = RMSNorm.adopt(transformer)  # Wan's QK-norms stay fused under bf16 autocast
 
     @classmethod
     def from_config(cls, config: WanConfig) -> WanDenoiser:
