@@ -427,6 +427,66 @@ def model_info(
     )
 
 
+@model_app.command("ship")
+def model_ship(
+    source: Path = typer.Argument(..., help="A trained run, or its model/ folder."),
+    dest: Path = typer.Argument(
+        ..., help="The new folder, e.g. weights/micro_teacher (replaced in one step)."
+    ),
+) -> None:
+    """Copy a trained model into weights/ in bfloat16 (it loads as float32), its VAE path made relative to
+    the new folder. Then record its check with 's2dit model check'."""
+    from s2dit.eval.ship import ship
+
+    if not source.exists():
+        raise S2DitError(f"{source} does not exist")
+    ship(source, dest)
+    console.print(f"shipped {source} -> {dest}")
+
+
+@model_app.command("check")
+def model_check(
+    folder: Path = typer.Argument(..., help="A shipped model folder, e.g. weights/micro_teacher."),
+    latents: Path = typer.Option(
+        ..., help="An encoded micro-world folder whose held-out clips give the prompts."
+    ),
+    holdout: int = typer.Option(64, help="The folder's last clips held out from training."),
+    count: int = typer.Option(8, help="Held-out prompts in the check."),
+    sampler: str | None = typer.Option(
+        None,
+        help="euler, unipc or stream (default: the model's pipeline.yaml; stream: S2DiT chunk by chunk).",
+    ),
+) -> None:
+    """Sample a few held-out prompts from a shipped model, score them, and record the result as
+    FOLDER/check.json (a slow test samples them again and compares)."""
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.eval.ship import record
+    from s2dit.train.data import LatentBatches
+
+    if not folder.exists():
+        raise S2DitError(f"{folder} does not exist")
+    if count < 1:
+        raise S2DitError(f"--count {count} must be at least 1")
+    if sampler is not None and sampler not in ("euler", "unipc", "stream"):
+        raise S2DitError(f"--sampler {sampler!r}: choose from euler, unipc, stream")
+    info = read_pipeline(folder)
+    data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
+    captions = [r["caption"] for r in data.clips(data.holdout[:count])["rows"]]
+    found = record(
+        folder,
+        captions,
+        list(range(len(captions))),
+        steps=info.steps,
+        cfg=info.cfg,
+        shift=info.shift,
+        sampler=sampler or info.sampler,
+    )
+    console.print(
+        f"{sum(found.passed)} of {len(captions)} held-out prompts pass, mean accuracy "
+        f"{found.mean_accuracy:.3f} ({folder}/check.json)"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # s2dit bench ...
 # ---------------------------------------------------------------------------------------------------

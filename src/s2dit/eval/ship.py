@@ -1,0 +1,149 @@
+"""Shipping a trained model into ``weights/<name>``, with a recorded check of the scores claimed for it.
+
+:func:`ship` copies a trained model folder (a run's ``model/``) with its weights in bfloat16 (they load as
+float32) and its ``pipeline.yaml``'s VAE path made relative to the new folder. ``weights/<name>/check.json``
+holds a few held-out micro-world prompts, the noise seed of each, the
+sampling settings and which prompts passed the strict metric when the model was shipped. :func:`score`
+samples them again (the model's own pipeline: its text encoder, VAE and sampler) and scores each clip with
+:func:`~s2dit.eval.micro_metrics.score_clip`; a slow test compares the two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from s2dit.atomic import write_text_atomic
+from s2dit.config import from_dict
+from s2dit.errors import S2DitError
+
+CHECK_FILE = "check.json"
+
+
+@dataclasses.dataclass
+class ShippedCheck:
+    captions: list[str]
+    seeds: list[int]
+    passed: list[bool]  # per caption, when shipped
+    mean_accuracy: float  # the lenient mean of the per-attribute accuracies over these prompts
+    steps: int
+    cfg: float
+    shift: float
+    sampler: str  # "euler", "unipc" or "stream" (chunk by chunk, no CFG)
+
+    def __post_init__(self) -> None:
+        if not len(self.captions) == len(self.seeds) == len(self.passed) or not self.captions:
+            raise S2DitError(f"{CHECK_FILE}: captions, seeds and passed must be non-empty and equally long")
+
+    @property
+    def pass_rate(self) -> float:
+        return sum(self.passed) / len(self.passed)
+
+
+def ship(source: str | Path, dest: str | Path) -> Path:
+    """Copy the model folder ``source`` (or a run holding ``model/``) to ``dest`` in one step: the same files,
+    floating-point tensors stored as bfloat16, ``pipeline.yaml``'s ``vae`` relative to ``dest``."""
+    import shutil
+
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    from s2dit.atomic import atomic_folder
+    from s2dit.diffusion.pipeline import read_pipeline
+
+    source, dest = Path(source), Path(dest)
+    if (source / "model" / "pipeline.yaml").is_file():
+        source = source / "model"
+    if not (source / "pipeline.yaml").is_file():
+        raise S2DitError(f"{source}: not a trained model folder (no pipeline.yaml)")
+    info = read_pipeline(source)
+    with atomic_folder(dest) as tmp:
+        for f in sorted(source.iterdir()):
+            if f.suffix == ".safetensors":
+                state = load_file(f)
+                half = {k: v.bfloat16() if v.is_floating_point() else v for k, v in state.items()}
+                save_file(half, str(tmp / f.name))
+            elif f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        pipeline = yaml.safe_load((source / "pipeline.yaml").read_text()) or {}
+        if info.vae:
+            pipeline["vae"] = os.path.relpath(Path(info.vae).resolve(), dest.resolve())
+        write_text_atomic(tmp / "pipeline.yaml", yaml.safe_dump(pipeline, sort_keys=False))
+    return dest
+
+
+def score(
+    folder: str | Path,
+    captions: list[str],
+    seeds: list[int],
+    *,
+    steps: int,
+    cfg: float,
+    shift: float,
+    sampler: str,
+    device: str = "cpu",
+) -> dict:
+    """Sample each caption from the model in ``folder`` with its seed and score it: ``passed`` (per caption,
+    the strict metric) and ``mean_accuracy`` (over all of them)."""
+    from s2dit.data.encode import load_text_encoder, load_vae
+    from s2dit.data.micro.captions import parse_caption
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.diffusion.sampling import Condition
+    from s2dit.eval.micro_metrics import score_clip, summarize
+    from s2dit.model.denoiser import load_denoiser
+    from s2dit.train.data import pad_text
+    from s2dit.train.evaluate import generate_latents, stream_latents
+    from s2dit.videoio import pixels_to_uint8
+
+    info = read_pipeline(folder)
+    if not info.vae:
+        raise S2DitError(f"{folder}: its pipeline.yaml names no VAE, so its clips cannot be scored")
+    model = load_denoiser(folder, device)
+    encoder = load_text_encoder(info.text, info.text_len)
+    tokens, mask = encoder.encode([*captions, ""])
+    text, text_mask = pad_text([t[m] for t, m in zip(tokens, mask, strict=True)], info.text_len)
+    dev = torch.device(device)
+    cond = Condition(text[:-1].to(dev), text_mask[:-1].to(dev))
+    B = len(captions)
+    uncond = Condition(text[-1:].expand(B, -1, -1).to(dev), text_mask[-1:].expand(B, -1).to(dev))
+    shape = tuple(info.latent_shape)
+    if sampler == "stream":
+        latents = stream_latents(model, cond, shape, info.stream, seeds)
+    else:
+        latents = generate_latents(
+            model, cond, uncond, shape, steps=steps, cfg=cfg, shift=shift, sampler=sampler, seeds=seeds
+        )
+    with torch.no_grad():
+        pixels = load_vae(info.vae).decode(latents.float().cpu())
+    results = [
+        score_clip(pixels_to_uint8(clip), parse_caption(caption)["objects"])
+        for clip, caption in zip(pixels, captions, strict=True)
+    ]
+    return {
+        "passed": [bool(r["passed"]) for r in results],
+        "mean_accuracy": summarize(results)["mean_accuracy"],
+    }
+
+
+def record(folder: str | Path, captions: list[str], seeds: list[int], **settings) -> ShippedCheck:
+    """Sample and score ``captions`` now and write the result as ``folder/check.json``."""
+    found = score(folder, captions, seeds, **settings)
+    check = ShippedCheck(captions=list(captions), seeds=list(seeds), **found, **settings)
+    write_text_atomic(Path(folder) / CHECK_FILE, json.dumps(dataclasses.asdict(check), indent=1))
+    return check
+
+
+def read(folder: str | Path) -> ShippedCheck:
+    """``folder/check.json``; a one-line error when it is missing or malformed."""
+    path = Path(folder) / CHECK_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise S2DitError(f"{path}: cannot read the recorded check ({e})") from None
+    if not isinstance(data, dict):
+        raise S2DitError(f"{path}: expected a JSON object")
+    return from_dict(ShippedCheck, data)
