@@ -285,8 +285,8 @@ def eval_model(
     import torch
 
     from s2dit.atomic import write_text_atomic
-    from s2dit.data.encode import load_vae
     from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.latent.vae import load_vae
     from s2dit.model.denoiser import load_denoiser
     from s2dit.train.config import EvalConfig
     from s2dit.train.data import LatentBatches

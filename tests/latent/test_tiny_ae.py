@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from s2dit.errors import ConfigError, S2DitError
-from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
-from s2dit.latent.train_ae import AETrainConfig, load_tiny_ae, save_tiny_ae
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, load_tiny_ae, save_tiny_ae
+from s2dit.latent.train_ae import AETrainConfig
 
 DEEPER = {"enc_blocks": [1, 2, 0, 2], "dec_blocks": [1, 0, 2, 3]}  # residual blocks at every resolution
 
@@ -244,7 +244,7 @@ def test_the_shipped_micro_vae_reconstructs_micro_world_clips(repo_root, micro_w
     teacher was trained with (weights/micro_vae_v1, saved with the old weight names) still loads."""
     from s2dit.config import VideoSpec
     from s2dit.data.video_folder import VideoFolderDataset
-    from s2dit.latent.train_ae import psnr
+    from s2dit.latent.vae import psnr
 
     data = VideoFolderDataset(micro_world, VideoSpec(), random_start=False)
     pixels = torch.stack([data[i]["pixels"] for i in range(4)])

@@ -30,8 +30,8 @@ def train(out, world, *extra):
 def test_a_small_wan_vae_trains_resumes_and_loads_as_a_diffusers_folder(tmp_path, micro_world):
     from diffusers import AutoencoderKLWan
 
-    from s2dit.data.encode import load_vae
     from s2dit.data.video_folder import VideoFolderDataset
+    from s2dit.latent.vae import load_vae
     from s2dit.latent.wan_vae import WanVAE
 
     out = tmp_path / "wan"

@@ -29,7 +29,8 @@ from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
 from s2dit.diffusion.sampling import Condition, euler, guided, sigma_schedule
 from s2dit.errors import S2DitError
-from s2dit.train.data import Epochs, pad_text
+from s2dit.latent.text import pad_text
+from s2dit.train.data import Epochs
 
 COMPLETE = "COMPLETE"
 
@@ -86,10 +87,11 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from s2dit.data.encode import load_text_encoder, rank_and_world
     from s2dit.diffusion.pipeline import read_pipeline
     from s2dit.eval.micro_metrics import load_prompts
+    from s2dit.latent.text import load_text_encoder
     from s2dit.model.denoiser import load_denoiser, text_dim
+    from s2dit.ranks import rank_and_world
 
     if not cfg.teacher or not Path(cfg.teacher).exists():
         raise S2DitError(f"--teacher {cfg.teacher!r} does not exist")

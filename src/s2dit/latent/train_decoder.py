@@ -21,7 +21,7 @@ import torch
 
 from s2dit.config import save_config
 from s2dit.errors import ConfigError, S2DitError
-from s2dit.latent.tiny_ae import TinyAutoencoder
+from s2dit.latent.tiny_ae import TinyAutoencoder, save_tiny_ae
 from s2dit.latent.train_ae import (
     MetricWindow,
     ReconTrainConfig,
@@ -29,12 +29,11 @@ from s2dit.latent.train_ae import (
     autocast,
     clip_sampler,
     learning_rate,
-    psnr,
     reconstruction_loss,
     refuse_other_settings,
     resume_step,
-    save_tiny_ae,
 )
+from s2dit.latent.vae import psnr
 
 
 @dataclasses.dataclass
@@ -56,7 +55,7 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
     """Train (or resume) a decoder; returns the last logged metrics. ``max_steps`` stops early."""
     from tqdm import tqdm
 
-    from s2dit.data.encode import load_vae
+    from s2dit.latent.vae import load_vae
 
     if not cfg.vae:
         raise S2DitError("--vae: the VAE to imitate is required (a Wan VAE folder or a tiny_ae folder)")

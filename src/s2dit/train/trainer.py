@@ -346,7 +346,7 @@ class Trainer:
         if not (k and self.world.is_main and self.data.dataset[0].get("objects")):
             return {}
         if self._swaps is None:
-            from s2dit.data.encode import load_text_encoder
+            from s2dit.latent.text import load_text_encoder
             from s2dit.train.caption_swap import CaptionSwap
 
             encoder = load_text_encoder(self.source.get("text", "minilm"), 128)
@@ -389,7 +389,7 @@ class Trainer:
 
     def load_vae(self):
         if self._vae is None and self.vae_path():
-            from s2dit.data.encode import load_vae
+            from s2dit.latent.vae import load_vae
 
             self._vae = load_vae(self.vae_path())
         return self._vae
