@@ -899,7 +899,7 @@ def train_vae(
     """Train an autoencoder on a clip folder: the tiny autoencoder (the micro world's VAE), or a small Wan
     VAE with --set kind=wan."""
     from s2dit.config import load_config
-    from s2dit.latent.train_ae import AETrainConfig, train_autoencoder
+    from s2dit.train.vae import AETrainConfig, train_autoencoder
 
     cfg = load_config(AETrainConfig, config, list(set_))
     if max_steps is not None and max_steps < 1:
@@ -1081,8 +1081,8 @@ def train_decoder(
 ) -> None:
     """Distil a fast streaming decoder (a tiny autoencoder's decoder) for another VAE's latents."""
     from s2dit.config import load_config
-    from s2dit.latent.train_decoder import DecoderTrainConfig
-    from s2dit.latent.train_decoder import train_decoder as run
+    from s2dit.train.decoder import DecoderTrainConfig
+    from s2dit.train.decoder import train_decoder as run
 
     overrides = list(set_) + ([f"vae={vae}"] if vae else [])
     cfg = load_config(DecoderTrainConfig, config, overrides)

@@ -8,7 +8,7 @@ but decoded every object grey (no colour detected in the reconstructions after 1
 reconstructions keep their colours. The MSE term is what PSNR measures: without it the smooth backgrounds,
 which the weighting discounts, held most of the error. The learning rate is a cosine decay over the whole
 run to ``final_lr_ratio`` × ``lr``, multiplied by a linear warm-up ramp over the first ``warmup_steps``.
-Batches come from :class:`s2dit.latent.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
+Batches come from :class:`s2dit.train.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
 exactly the clips an uninterrupted one would).
 
 The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoint.pt``
@@ -35,10 +35,10 @@ from torch import nn
 from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
-from s2dit.latent.clips import ClipSampler, check_clip_settings
 from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 from s2dit.latent.vae import psnr
 from s2dit.latent.wan_vae import WanVAEArch
+from s2dit.train.clips import ClipSampler, check_clip_settings
 
 
 @dataclasses.dataclass
@@ -146,7 +146,7 @@ def autocast(cfg: ReconTrainConfig):
 
 
 def clip_sampler(cfg: ReconTrainConfig, progress: bool) -> ClipSampler:
-    """The run's batches (see :mod:`s2dit.latent.clips`)."""
+    """The run's batches (see :mod:`s2dit.train.clips`)."""
     from s2dit.data.video_folder import VideoFolderDataset
 
     dataset = VideoFolderDataset(cfg.data, cfg.video, random_start=False)

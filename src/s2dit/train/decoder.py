@@ -22,7 +22,8 @@ import torch
 from s2dit.config import save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.latent.tiny_ae import TinyAutoencoder, save_tiny_ae
-from s2dit.latent.train_ae import (
+from s2dit.latent.vae import psnr
+from s2dit.train.vae import (
     MetricWindow,
     ReconTrainConfig,
     _save_checkpoint,
@@ -33,7 +34,6 @@ from s2dit.latent.train_ae import (
     refuse_other_settings,
     resume_step,
 )
-from s2dit.latent.vae import psnr
 
 
 @dataclasses.dataclass
