@@ -193,7 +193,7 @@ def eval_micro(
     asked objects, each with the color, shape, size and motion asked), and the accuracy of color, count,
     shape, size, motion, persistence and flicker."""
     from s2dit.atomic import write_text_atomic
-    from s2dit.eval.micro_metrics import evaluate_folder
+    from s2dit.data.micro.metrics import evaluate_folder
 
     report = evaluate_folder(videos, prompts, shuffle=shuffle, seed=seed)
     rows = [(a, "-" if v is None else f"{v:.3f}") for a, v in report["accuracy"].items()]

@@ -87,8 +87,8 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     from safetensors.torch import save_file
     from tqdm import tqdm
 
+    from s2dit.data.micro.metrics import load_prompts
     from s2dit.diffusion.pipeline import read_pipeline
-    from s2dit.eval.micro_metrics import load_prompts
     from s2dit.latent.text import load_text_encoder
     from s2dit.model.denoiser import load_denoiser, text_dim
     from s2dit.ranks import rank_and_world

@@ -97,7 +97,7 @@ def write_samples(
     from s2dit.videoio import contact_sheet, pixels_to_uint8, write_video
 
     try:
-        from s2dit.eval.micro_metrics import score_clip, summarize
+        from s2dit.data.micro.metrics import score_clip, summarize
     except ImportError as e:  # scipy missing (a lean GPU box): samples are written, not scored
         warnings.warn(f"micro-world scoring unavailable ({e})", stacklevel=2)
         score_clip = None
