@@ -668,6 +668,7 @@ def train_denoiser(
     if ctx.invoked_subcommand is not None:
         return
     from s2dit.config import load_config
+    from s2dit.distill.methods import build_method
     from s2dit.train.config import TrainConfig
     from s2dit.train.trainer import train
 
@@ -678,7 +679,7 @@ def train_denoiser(
         raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
     if max_seconds is not None and max_seconds <= 0:
         raise S2DitError(f"--max-seconds must be positive, got {max_seconds}")
-    row = train(cfg, max_steps=max_steps, max_seconds=max_seconds)
+    row = train(cfg, max_steps=max_steps, max_seconds=max_seconds, build_method=build_method)
     console.print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
 
 

@@ -30,8 +30,8 @@ from s2dit.diffusion.flow import (
 )
 from s2dit.diffusion.sampling import Condition
 from s2dit.diffusion.streaming import StreamSampler
-from s2dit.distill.config import DistillConfig
 from s2dit.errors import ConfigError
+from s2dit.train.config import DistillConfig
 from s2dit.train.data import sample_generator
 from s2dit.train.distributed import World, average_gradients, unwrap
 
