@@ -19,10 +19,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from s2dit.model.attention import block_causal_mask
-from s2dit.model.blocks import Block, StageDown, StageUp, coarse_grid
+from s2dit.model.blocks import Block
 from s2dit.model.config import ModelConfig
 from s2dit.model.embeddings import PatchEmbed, TextEmbedding, TimestepEmbedding, modulate, unpatchify
 from s2dit.model.rope import RoPE3D
+from s2dit.model.ssa import StageDown, StageUp, coarse_grid, run_stages, stages
 from s2dit.model.state import (
     ChunkContext,
     KVCache,
@@ -38,18 +39,6 @@ from s2dit.ops.linear_attention import LinearAttentionState
 def _bool_mask(text_mask: torch.Tensor | None) -> torch.Tensor | None:
     """Text masks may come as bool, or 0/1 ints/floats (a tokenizer's attention_mask): True = real token."""
     return None if text_mask is None else text_mask.bool()
-
-
-def stages(layout: str) -> list[tuple[int, int]]:
-    """``(first, last)`` block indices of each maximal run of ``S``: ``"LSSLS"`` -> ``[(1, 2), (4, 4)]``."""
-    runs, start = [], None
-    for i, kind in enumerate(layout + "-"):
-        if kind == "S" and start is None:
-            start = i
-        elif kind != "S" and start is not None:
-            runs.append((start, i - 1))
-            start = None
-    return runs
 
 
 class S2DiT(nn.Module):
@@ -102,22 +91,16 @@ class S2DiT(nn.Module):
     # -------------------------------------------------------------------------------------------
 
     def _run_blocks(self, x, modulation, text_kv, text_mask, grid, mixer):
-        """``mixer(i, block, h, grid)`` applies block i's token mixer in the current mode."""
-        stage_of_entry = {first: k for k, (first, _) in enumerate(self.stages)}
-        stage_of_exit = {last: k for k, (_, last) in enumerate(self.stages)}
-        full, skip = grid, None
-        for i, block in enumerate(self.blocks):
-            if i in stage_of_entry:
-                skip, x = x, self.stage_down[stage_of_entry[i]](x, full)
-                grid = coarse_grid(full)
-            mix = lambda h, i=i, b=block, g=grid: mixer(i, b, h, g)  # noqa: E731
+        """``mixer(i, block, h, grid)`` applies block i's token mixer in the current mode; the stages of S
+        blocks are entered and left by :func:`s2dit.model.ssa.run_stages`."""
+
+        def run_block(i, block, x, g):
+            mix = lambda h: mixer(i, block, h, g)  # noqa: E731
             if self.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, modulation, text_kv[i], text_mask, mix, use_reentrant=False)
-            else:
-                x = block(x, modulation, text_kv[i], text_mask, mix)
-            if i in stage_of_exit:
-                x, grid = self.stage_up[stage_of_exit[i]](x, skip, full), full
-        return x
+                return checkpoint(block, x, modulation, text_kv[i], text_mask, mix, use_reentrant=False)
+            return block(x, modulation, text_kv[i], text_mask, mix)
+
+        return run_stages(self.blocks, self.stages, self.stage_down, self.stage_up, x, grid, run_block)
 
     def _head(self, x, temb, grid) -> torch.Tensor:
         shift, scale = (self.out_modulation + temb[:, :, None]).unbind(2)  # (B, T, D)
