@@ -32,6 +32,7 @@ from s2dit.model.state import (
     StreamState,
     cache_layout,
     chunk_frame_times,
+    split_names,
 )
 from s2dit.ops.linear_attention import LinearAttentionState
 
@@ -234,21 +235,33 @@ class S2DiT(nn.Module):
 
 class ExplicitStateStep(nn.Module):
     """``forward_chunk`` with the stream state as explicit tensors, for ``torch.export`` and runtimes:
-    ``(x [B, C, c, H, W], t [B, c], *state) -> (v, *new_state)``.
+    ``(x [B, C, c, H, W], t [B, c], *prompt, *cache) -> (v, *new cache)``.
 
-    The state tensors are passed and returned in the order of :attr:`names` (``StreamState.tensors()``
-    of ``template``); inputs are not modified. ``commit`` picks the denoising or the commit entry point.
+    ``prompt`` and ``cache`` are the tensors of :func:`split_names` of ``template`` (a state of the model,
+    size and spec to run), in that order; ``text_mask`` comes as a float tensor (1.0: a real token). The
+    inputs are not modified: a commit step (``commit=True``) writes the chunk into copies of the cache and
+    returns them; a denoising step only reads the cache, so it returns it unchanged. The exporter's
+    entry points (:mod:`s2dit.export.entry_points`) are this step with their own outputs.
     """
 
     def __init__(self, model: S2DiT, template: StreamState, commit: bool):
         super().__init__()
-        self.model = model
-        self.template = template
-        self.names = list(template.tensors())
-        self.commit = commit
+        self.model, self.template, self.commit = model, template, commit
+        self.prompt_names, self.cache_names = split_names(template)
+
+    def state(self, tensors: tuple[torch.Tensor, ...]) -> StreamState:
+        """The :class:`StreamState` holding ``(*prompt, *cache)`` (the cache copied for a commit)."""
+        n = len(self.prompt_names)
+        prompt, cache = tensors[:n], tensors[n:]
+        named = dict(zip(self.prompt_names[:-1], prompt[:-1], strict=True))
+        named.update(
+            {k: v.clone() if self.commit else v for k, v in zip(self.cache_names, cache, strict=True)}
+        )
+        named["text_mask"] = prompt[-1] > 0.5
+        return self.template.load_tensors(named)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        state = self.template.load_tensors({n: v.clone() for n, v in zip(self.names, tensors, strict=True)})
+        state = self.state(tensors)
         v = self.model.forward_chunk(x, t, state, commit=self.commit)
         new = state.tensors()
-        return (v, *(new[n] for n in self.names))
+        return (v, *(new[n] for n in self.cache_names))
