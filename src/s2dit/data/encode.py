@@ -1,4 +1,5 @@
-"""``s2dit data encode``: a captioned video folder -> shards of latents and text embeddings (DESIGN.md §4).
+"""``s2dit data encode``: a captioned video folder -> shards of latents and text embeddings
+(docs/architecture.md §4).
 
 Output folder::
 

@@ -1,4 +1,5 @@
-"""``s2dit distill cache``: the offline teacher trajectory cache of 2-in-1 distillation (DESIGN.md §7).
+"""``s2dit distill cache``: the offline teacher trajectory cache of 2-in-1 distillation
+(docs/architecture.md §7).
 
 For every prompt the teacher integrates its probability-flow ODE from seeded noise with Euler steps and
 classifier-free guidance ``u + g·(c - u)`` (negative prompt as ``u``), recording the state at every level.

@@ -1,5 +1,5 @@
 """The start of Stage B of 2-in-1 distillation: causal ODE regression on cached teacher trajectories
-(DESIGN.md §7), a training method of the one trainer.
+(docs/architecture.md §7), a training method of the one trainer.
 
 :class:`CausalODE` (``method: causal_ode``, block-causal): each chunk of the clip sits at its own level of
 the student's streaming schedule (a random one per chunk), and the student regresses the teacher's final

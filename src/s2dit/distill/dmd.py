@@ -1,4 +1,5 @@
-"""Stage B of 2-in-1 distillation → S2DiT-AR: DMD on the student's own self-forcing rollouts (DESIGN.md §7).
+"""Stage B of 2-in-1 distillation → S2DiT-AR: DMD on the student's own self-forcing rollouts
+(docs/architecture.md §7).
 
 Every iteration the block-causal student (the *generator*) streams a clip through
 :meth:`~s2dit.diffusion.streaming.StreamSampler.next_chunk`, the very loop ``s2dit stream`` runs: chunk by

@@ -1,5 +1,5 @@
-"""Stage A of 2-in-1 distillation → S2DiT-KD: regression on cached teacher trajectories (DESIGN.md §7),
-a training method of the one trainer.
+"""Stage A of 2-in-1 distillation → S2DiT-KD: regression on cached teacher trajectories
+(docs/architecture.md §7), a training method of the one trainer.
 
 :class:`CachedKD` (``method: kd``, bidirectional): *velocity matching* at a cached state, against the
 teacher's guided velocity there (the finite difference to the next kept state: exact when the cache keeps

@@ -1,4 +1,4 @@
-"""Text encoders behind one interface, and an on-disk cache of their token states (DESIGN.md §4).
+"""Text encoders behind one interface, and an on-disk cache of their token states (docs/architecture.md §4).
 
 ``encoder.encode(prompts) -> (tokens [B, L, D] float32, mask [B, L] bool)``: token states for the model's
 cross-attention, padded to the longest prompt, with padded positions zeroed (as Wan does for umT5).

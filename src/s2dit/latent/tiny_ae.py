@@ -1,4 +1,5 @@
-"""A tiny video autoencoder with the Wan latent convention: 4× time, 8× space, 16 channels (DESIGN.md §4).
+"""A tiny video autoencoder with the Wan latent convention: 4× time, 8× space, 16 channels
+(docs/architecture.md §4).
 
 Mostly per-frame 2D convolutions; time is handled cheaply and causally:
 

@@ -1,6 +1,6 @@
 """The transformer block, one class for every kind (L, S, F).
 
-A block is the same for every kind but its token mixer (DESIGN.md §3)::
+A block is the same for every kind but its token mixer (docs/architecture.md §3)::
 
     x = x + gate1 · mix(modulate(norm1(x), shift1, scale1))      # L / S / F mixer
     x = x + cross(norm_cross(x), text)                           # text cross-attention

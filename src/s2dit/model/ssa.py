@@ -1,4 +1,4 @@
-"""Stride self-attention (``S``) and its low-resolution stages (DESIGN.md §3).
+"""Stride self-attention (``S``) and its low-resolution stages (docs/architecture.md §3).
 
 An ``S`` block is the block of every kind (:class:`s2dit.model.blocks.Block`) whose token mixer is softmax
 attention (:class:`s2dit.model.attention.SoftmaxAttention`, the code of ``F``) with 3D RoPE on a 2×2-strided

@@ -1,4 +1,5 @@
-"""The streaming state: everything a chunk-by-chunk run carries from one chunk to the next (DESIGN.md §3).
+"""The streaming state: everything a chunk-by-chunk run carries from one chunk to the next
+(docs/architecture.md §3).
 
 Per block:
 

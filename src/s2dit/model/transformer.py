@@ -1,4 +1,4 @@
-"""The S2DiT transformer: any layout of L / S / F blocks, three attention modes (DESIGN.md §3).
+"""The S2DiT transformer: any layout of L / S / F blocks, three attention modes (docs/architecture.md §3).
 
 * ``forward(x, t, text, chunk_frames=None)``: bidirectional over the clip (S2DiT-KD, teacher, critic);
 * ``forward(x, t, text, chunk_frames=c)``: block-causal over chunks of ``c`` latent frames (training

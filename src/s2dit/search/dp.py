@@ -1,4 +1,4 @@
-"""The budget-aware layout search (DESIGN.md §6): a dynamic program over depth positions.
+"""The budget-aware layout search (docs/architecture.md §6): a dynamic program over depth positions.
 
 A layout picks a kind (``L``, ``S``, optionally ``F``) at every position. Its latency is the sum of its
 blocks' costs plus, for every low-resolution stage (a maximal run of ``S``), the cost of entering it and of

@@ -1,6 +1,6 @@
-"""Latency tables for the layout search (DESIGN.md §6): what each block kind and each stage transition
-costs on a device, read from the JSON that ``s2dit bench blocks`` writes (schema ``s2dit.latency/1``) or
-from a table measured elsewhere (a phone) in the same schema.
+"""Latency tables for the layout search (docs/architecture.md §6): what each block kind and each stage
+transition costs on a device, read from the JSON that ``s2dit bench blocks`` writes (schema
+``s2dit.latency/1``) or from a table measured elsewhere (a phone) in the same schema.
 
 The schema (every field checked by :func:`validate`, errors name the field)::
 

@@ -1,4 +1,4 @@
-"""The quality proxy of the layout search (DESIGN.md §6): a weight-sharing supernet.
+"""The quality proxy of the layout search (docs/architecture.md §6): a weight-sharing supernet.
 
 Every depth position holds one block of each candidate kind (its own weights per kind), every position may
 open and close a low-resolution stage (its own entry and exit modules), and the embeddings and head are

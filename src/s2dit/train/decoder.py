@@ -1,4 +1,5 @@
-"""``s2dit train decoder``: distil a fast streaming decoder for another VAE's latents (DESIGN.md §4).
+"""``s2dit train decoder``: distil a fast streaming decoder for another VAE's latents
+(docs/architecture.md §4).
 
 The VAE to imitate (a diffusers Wan VAE folder, e.g. the real Wan2.1 VAE, or a tiny-autoencoder folder)
 encodes random crops of random clips; the student, the decoder half of a :class:`TinyAutoencoder`, learns to

@@ -17,10 +17,10 @@ from s2dit.train.data import sample_generator
 
 
 class FlowMatching:
-    """Flow-matching pretraining (DESIGN.md §2): per-sample noise, noise levels (per frame if asked) and
-    prompt dropout drawn from generators seeded by the sample's position. ``object_weight > 0`` weights the
-    loss towards where the latents differ from the clip's background (:func:`foreground_weights`): small
-    objects are a few percent of the latent, so the plain mean is dominated by the background."""
+    """Flow-matching pretraining (docs/architecture.md §2): per-sample noise, noise levels (per frame if
+    asked) and prompt dropout drawn from generators seeded by the sample's position. ``object_weight > 0``
+    weights the loss towards where the latents differ from the clip's background (:func:`foreground_weights`):
+    small objects are a few percent of the latent, so the plain mean is dominated by the background."""
 
     def __init__(
         self,

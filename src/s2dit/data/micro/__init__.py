@@ -1,4 +1,4 @@
-"""The micro world: a procedural, captioned video world with exact ground truth (DESIGN.md §5).
+"""The micro world: a procedural, captioned video world with exact ground truth (docs/architecture.md §5).
 
 ``vocab`` is the closed vocabulary (colors, shapes, sizes, motions, backgrounds); ``scene`` samples a
 clip's objects and their per-frame tracks; ``render`` draws the pixels; ``captions`` writes varied
