@@ -8,8 +8,7 @@ import torch
 from s2dit.config import VideoSpec
 from s2dit.data.encode import EncodeConfig, encode_folder
 from s2dit.data.micro.writer import MicroWorldConfig, write_micro_world
-from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
-from s2dit.latent.train_ae import save_tiny_ae
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 
 
 @pytest.fixture(scope="session")

@@ -193,7 +193,7 @@ def eval_micro(
     asked objects, each with the color, shape, size and motion asked), and the accuracy of color, count,
     shape, size, motion, persistence and flicker."""
     from s2dit.atomic import write_text_atomic
-    from s2dit.eval.micro_metrics import evaluate_folder
+    from s2dit.data.micro.metrics import evaluate_folder
 
     report = evaluate_folder(videos, prompts, shuffle=shuffle, seed=seed)
     rows = [(a, "-" if v is None else f"{v:.3f}") for a, v in report["accuracy"].items()]
@@ -285,8 +285,8 @@ def eval_model(
     import torch
 
     from s2dit.atomic import write_text_atomic
-    from s2dit.data.encode import load_vae
     from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.latent.vae import load_vae
     from s2dit.model.denoiser import load_denoiser
     from s2dit.train.config import EvalConfig
     from s2dit.train.data import LatentBatches
@@ -728,6 +728,7 @@ def train_denoiser(
     if ctx.invoked_subcommand is not None:
         return
     from s2dit.config import load_config
+    from s2dit.distill.methods import build_method
     from s2dit.train.config import TrainConfig
     from s2dit.train.trainer import train
 
@@ -738,7 +739,7 @@ def train_denoiser(
         raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
     if max_seconds is not None and max_seconds <= 0:
         raise S2DitError(f"--max-seconds must be positive, got {max_seconds}")
-    row = train(cfg, max_steps=max_steps, max_seconds=max_seconds)
+    row = train(cfg, max_steps=max_steps, max_seconds=max_seconds, build_method=build_method)
     console.print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
 
 
@@ -959,7 +960,7 @@ def train_vae(
     """Train an autoencoder on a clip folder: the tiny autoencoder (the micro world's VAE), or a small Wan
     VAE with --set kind=wan."""
     from s2dit.config import load_config
-    from s2dit.latent.train_ae import AETrainConfig, train_autoencoder
+    from s2dit.train.vae import AETrainConfig, train_autoencoder
 
     cfg = load_config(AETrainConfig, config, list(set_))
     if max_steps is not None and max_steps < 1:
@@ -1141,8 +1142,8 @@ def train_decoder(
 ) -> None:
     """Distil a fast streaming decoder (a tiny autoencoder's decoder) for another VAE's latents."""
     from s2dit.config import load_config
-    from s2dit.latent.train_decoder import DecoderTrainConfig
-    from s2dit.latent.train_decoder import train_decoder as run
+    from s2dit.train.decoder import DecoderTrainConfig
+    from s2dit.train.decoder import train_decoder as run
 
     overrides = list(set_) + ([f"vae={vae}"] if vae else [])
     cfg = load_config(DecoderTrainConfig, config, overrides)

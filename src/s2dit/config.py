@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 @dataclasses.dataclass
 class VideoSpec:
-    """The pixel format of a clip: size, frame count and frame rate (DESIGN.md §2)."""
+    """The pixel format of a clip: size, frame count and frame rate (docs/architecture.md §2)."""
 
     width: int = 256  # pixels; divisible by 16 (8× VAE downsampling, then 2×2 patches)
     height: int = 144  # pixels; divisible by 16

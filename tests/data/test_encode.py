@@ -9,8 +9,7 @@ import torch
 
 from s2dit.data.encode import EncodeConfig, LatentShardDataset, encode_folder
 from s2dit.errors import S2DitError
-from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
-from s2dit.latent.train_ae import save_tiny_ae
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 
 
 @pytest.fixture(scope="module")

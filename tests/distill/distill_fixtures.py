@@ -9,9 +9,9 @@ from s2dit.config import save_config
 from s2dit.diffusion.pipeline import PipelineInfo
 from s2dit.diffusion.streaming import StreamSettings
 from s2dit.distill.cache import CacheConfig, build_cache
-from s2dit.distill.config import DistillConfig
 from s2dit.model.denoiser import DenoiserSpec, build_denoiser, save_denoiser
 from s2dit.model.wan import WanConfig
+from s2dit.train.config import DistillConfig
 
 STREAM = StreamSettings(steps=4, shift=5.0, chunk_frames=1, window_chunks=3, sink_chunks=1)
 LATENT_SHAPE = [16, 3, 6, 8]

@@ -70,8 +70,7 @@ def test_cache_holds_the_teachers_guided_euler_trajectories(teacher, prompts, tm
     # the first state is the seeded noise; the last is what the Euler sampler gives with the same CFG
     noise = torch.randn((16, 2, 4, 6), generator=torch.Generator().manual_seed(11))
     assert torch.equal(item["states"][0], noise)
-    from s2dit.data.encode import load_text_encoder
-    from s2dit.train.data import pad_text
+    from s2dit.latent.text import load_text_encoder, pad_text
 
     enc = load_text_encoder("minilm", 32)
     tokens, mask = enc.encode(["a big blue square"])

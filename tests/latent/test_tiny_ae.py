@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from s2dit.errors import ConfigError, S2DitError
-from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
-from s2dit.latent.train_ae import AETrainConfig, load_tiny_ae, save_tiny_ae
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, load_tiny_ae, save_tiny_ae
+from s2dit.train.vae import AETrainConfig
 
 DEEPER = {"enc_blocks": [1, 2, 0, 2], "dec_blocks": [1, 0, 2, 3]}  # residual blocks at every resolution
 
@@ -161,7 +161,7 @@ def test_a_short_training_run_lowers_the_loss(tmp_path, micro_world):
 
 
 def test_the_weighted_l1_counts_object_pixels_more():
-    from s2dit.latent.train_ae import weighted_l1
+    from s2dit.train.vae import weighted_l1
 
     pixels = torch.full((1, 3, 1, 8, 8), 0.5)
     pixels[..., :2, :2] = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1, 1)  # a red object on grey
@@ -244,7 +244,7 @@ def test_the_shipped_micro_vae_reconstructs_micro_world_clips(repo_root, micro_w
     teacher was trained with (weights/micro_vae_v1, saved with the old weight names) still loads."""
     from s2dit.config import VideoSpec
     from s2dit.data.video_folder import VideoFolderDataset
-    from s2dit.latent.train_ae import psnr
+    from s2dit.latent.vae import psnr
 
     data = VideoFolderDataset(micro_world, VideoSpec(), random_start=False)
     pixels = torch.stack([data[i]["pixels"] for i in range(4)])

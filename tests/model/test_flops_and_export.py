@@ -50,13 +50,20 @@ def test_forward_chunk_exports_with_explicit_state():
     state = model.init_state(torch.randn(1, 8, 384), 18, 32, StreamSpec(chunk_frames=3))
     x, t = torch.randn(1, 16, 3, 18, 32), torch.full((1, 3), 500.0)
     model.forward_chunk(x, t, state, commit=True)  # a non-empty state
-    tensors = list(state.tensors().values())
+    reference = model.forward_chunk(x, t, state)
+    named = state.tensors()
     for commit in (False, True):
         step = ExplicitStateStep(model, state, commit=commit)
-        program = torch.export.export(step, (x, t, *tensors))
-        eager, exported = step(x, t, *tensors), program.module()(x, t, *tensors)
-        assert len(exported) == 1 + len(tensors)
+        prompt = [named[n] for n in step.prompt_names[:-1]] + [torch.ones(1, 8)]  # text_mask as floats
+        cache = [named[n] for n in step.cache_names]
+        inputs = (x, t, *prompt, *cache)
+        before = [c.clone() for c in cache]
+        program = torch.export.export(step, inputs)
+        eager, exported = step(*inputs), program.module()(*inputs)
+        assert len(exported) == 1 + len(cache)
         for a, b in zip(eager, exported, strict=True):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
-        changed = [not torch.equal(a, b) for a, b in zip(tensors, eager[1:], strict=True)]
-        assert any(changed) == commit  # only the commit entry point returns a new state
+        torch.testing.assert_close(eager[0], reference, rtol=1e-5, atol=1e-5)  # the velocity of the state
+        assert all(torch.equal(a, b) for a, b in zip(cache, before, strict=True))  # inputs left alone
+        changed = [not torch.equal(a, b) for a, b in zip(cache, eager[1:], strict=True)]
+        assert any(changed) == commit  # only the commit entry point returns a new cache

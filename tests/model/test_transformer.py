@@ -6,8 +6,9 @@ import torch
 
 from s2dit.errors import ConfigError
 from s2dit.model.config import ModelConfig, preset
+from s2dit.model.ssa import stages
 from s2dit.model.state import StreamSpec, cache_layout
-from s2dit.model.transformer import S2DiT, stages
+from s2dit.model.transformer import S2DiT
 
 H, W = 12, 20  # latent size: 6×10 tokens, coarse 3×5
 

@@ -1,4 +1,5 @@
-"""``s2dit data encode``: a captioned video folder -> shards of latents and text embeddings (DESIGN.md §4).
+"""``s2dit data encode``: a captioned video folder -> shards of latents and text embeddings
+(docs/architecture.md §4).
 
 Output folder::
 
@@ -29,7 +30,10 @@ import yaml
 from s2dit.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.latent.text import load_text_encoder
+from s2dit.latent.vae import load_vae
 from s2dit.lock import FolderLock
+from s2dit.ranks import rank_and_world
 
 NULL_TEXT = "null_text.safetensors"
 
@@ -49,38 +53,6 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         if self.shard_size < 1:
             raise ConfigError(f"shard_size: {self.shard_size} must be at least 1")
-
-
-def load_vae(path: str | os.PathLike):
-    """A tiny-autoencoder folder or a diffusers Wan VAE folder -> an object with ``encode(pixels)``."""
-    path = Path(path)
-    if (path / "tiny_ae.safetensors").is_file():
-        from s2dit.latent.train_ae import load_tiny_ae
-
-        return load_tiny_ae(path)
-    if (path / "config.json").is_file():
-        from s2dit.latent.wan_vae import WanVAE
-
-        return WanVAE.from_folder(path)
-    raise S2DitError(
-        f"--vae {path}: expected tiny_ae.safetensors (s2dit train vae) or a diffusers Wan VAE folder"
-    )
-
-
-def load_text_encoder(spec: str, max_length: int):
-    from s2dit.latent.text import TextEncoder
-
-    if spec == "minilm":
-        return TextEncoder.minilm(max_length=max_length)
-    return TextEncoder.from_folder(spec, max_length=max_length)
-
-
-def rank_and_world() -> tuple[int, int]:
-    """torchrun's RANK and WORLD_SIZE (0 and 1 outside torchrun); no process group needed."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if not 0 <= rank < world:
-        raise S2DitError(f"RANK={rank} is outside WORLD_SIZE={world}")
-    return rank, world
 
 
 def _attributes(root: Path) -> dict[str, dict]:

@@ -1,1 +1,1 @@
-"""Flow matching (Wan convention): schedules, the training loss, and samplers (DESIGN.md §2)."""
+"""Flow matching (Wan convention): schedules, the training loss, and samplers (docs/architecture.md §2)."""

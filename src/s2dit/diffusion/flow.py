@@ -1,4 +1,4 @@
-"""Flow matching in the Wan convention (DESIGN.md §2).
+"""Flow matching in the Wan convention (docs/architecture.md §2).
 
 ``x_σ = (1 - σ)·x0 + σ·ε``; the network predicts the velocity ``v = ε - x0``; its timestep input is
 ``t = 1000·σ``; a shift ``s`` warps noise levels towards the noisy end: ``σ' = s·σ / (1 + (s - 1)·σ)``.

@@ -79,11 +79,10 @@ class GenerateRequest:
 
 def generate(req: GenerateRequest, progress: bool = True) -> dict:
     """Write ``req.out`` (mp4) and its contact sheet (``.png`` beside it); returns what was done."""
-    from s2dit.data.encode import load_text_encoder, load_vae
-    from s2dit.diffusion.sampling import SAMPLERS, Condition
+    from s2dit.diffusion.sampling import SAMPLERS, Condition, generate_latents
+    from s2dit.latent.text import load_text_encoder, pad_text
+    from s2dit.latent.vae import load_vae
     from s2dit.model.denoiser import load_denoiser, text_dim
-    from s2dit.train.data import pad_text
-    from s2dit.train.evaluate import generate_latents
     from s2dit.videoio import contact_sheet, pixels_to_uint8, write_video
 
     if not Path(req.checkpoint).exists():

@@ -4,6 +4,7 @@ both driven by a velocity function, with classifier-free guidance and a negative
 A *velocity function* maps ``(x [B, C, T, H, W], sigma: float) -> v``; :func:`guided` builds one from any
 denoiser with the signature ``denoiser(x, t [B, T], text, text_mask) -> v`` (S2DiT, the Wan adapter).
 Guidance is written ``u + g·(c - u)`` (g is the standard CFG scale; g = 1 is the conditional prediction).
+:func:`generate_latents` is the whole job for a batch of prompts: seeded noise per sample, CFG, a sampler.
 """
 
 from __future__ import annotations
@@ -165,3 +166,28 @@ def sample(
     if sampler == "unipc":
         return unipc(velocity, noise, sigmas, progress=progress)
     raise ValueError(f"sampler: {sampler!r} must be one of {', '.join(SAMPLERS)}")
+
+
+@torch.no_grad()
+def generate_latents(
+    model,
+    cond: Condition,
+    uncond: Condition | None,
+    shape: tuple[int, ...],
+    *,
+    steps: int,
+    cfg: float,
+    shift: float,
+    sampler: str,
+    seeds: list[int],
+    progress: bool = False,
+) -> torch.Tensor:
+    """Sample ``[B, *shape]`` latents: sample ``i``'s noise comes from ``seeds[i]`` (reproducible per
+    prompt, whatever the batch)."""
+    from tqdm import tqdm
+
+    device = next(model.parameters()).device
+    noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    velocity = guided(model, cond, uncond, cfg)
+    with tqdm(total=steps, desc="sampling", unit="step", disable=not progress) as bar:
+        return sample(velocity, noise.to(device), steps, shift, sampler, progress=bar.update)

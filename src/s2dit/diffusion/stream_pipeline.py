@@ -69,7 +69,7 @@ def load_stream_model(
     """A trained S2DiT folder (or run), or ``checkpoint=None``: the ``preset`` with random weights at
     ``size`` (width, height). ``settings`` replaces the model's stream settings."""
     from s2dit.config import VideoSpec
-    from s2dit.data.encode import load_vae
+    from s2dit.latent.vae import load_vae
     from s2dit.model.config import preset as model_preset
     from s2dit.model.denoiser import load_denoiser
     from s2dit.model.transformer import S2DiT
@@ -132,8 +132,7 @@ def _untrained_decoder():
 
 
 def _text_encoder(spec: str, length: int, text_dim: int, device: str) -> PromptEncoder:
-    from s2dit.data.encode import load_text_encoder
-    from s2dit.train.data import pad_text
+    from s2dit.latent.text import load_text_encoder, pad_text
 
     encoder = load_text_encoder(spec, length)
 

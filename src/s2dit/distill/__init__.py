@@ -1,1 +1,4 @@
-"""2-in-1 distillation (DESIGN.md §7): the teacher trajectory cache; KD and DMD methods come next."""
+"""2-in-1 distillation (docs/architecture.md §7): the teacher trajectory cache (``cache.py``), Stage A's
+cached KD (``kd.py``), Stage B's causal ODE regression (``causal_ode.py``) and DMD with self-forcing
+(``dmd.py``), and every training method by its config name (``methods.py``). Their settings are the training
+config's ``distill:`` section (:class:`s2dit.train.config.DistillConfig`)."""

@@ -1,4 +1,5 @@
-"""``s2dit distill cache``: the offline teacher trajectory cache of 2-in-1 distillation (DESIGN.md §7).
+"""``s2dit distill cache``: the offline teacher trajectory cache of 2-in-1 distillation
+(docs/architecture.md §7).
 
 For every prompt the teacher integrates its probability-flow ODE from seeded noise with Euler steps and
 classifier-free guidance ``u + g·(c - u)`` (negative prompt as ``u``), recording the state at every level.
@@ -29,7 +30,8 @@ from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
 from s2dit.diffusion.sampling import Condition, euler, guided, sigma_schedule
 from s2dit.errors import S2DitError
-from s2dit.train.data import Epochs, pad_text
+from s2dit.latent.text import pad_text
+from s2dit.train.data import Epochs
 
 COMPLETE = "COMPLETE"
 
@@ -86,10 +88,11 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from s2dit.data.encode import load_text_encoder, rank_and_world
+    from s2dit.data.micro.metrics import load_prompts
     from s2dit.diffusion.pipeline import read_pipeline
-    from s2dit.eval.micro_metrics import load_prompts
+    from s2dit.latent.text import load_text_encoder
     from s2dit.model.denoiser import load_denoiser, text_dim
+    from s2dit.ranks import rank_and_world
 
     if not cfg.teacher or not Path(cfg.teacher).exists():
         raise S2DitError(f"--teacher {cfg.teacher!r} does not exist")

@@ -1,4 +1,5 @@
-"""Stage B of 2-in-1 distillation → S2DiT-AR: DMD on the student's own self-forcing rollouts (DESIGN.md §7).
+"""Stage B of 2-in-1 distillation → S2DiT-AR: DMD on the student's own self-forcing rollouts
+(docs/architecture.md §7).
 
 Every iteration the block-causal student (the *generator*) streams a clip through
 :meth:`~s2dit.diffusion.streaming.StreamSampler.next_chunk`, the very loop ``s2dit stream`` runs: chunk by
@@ -30,8 +31,8 @@ from s2dit.diffusion.flow import (
 )
 from s2dit.diffusion.sampling import Condition
 from s2dit.diffusion.streaming import StreamSampler
-from s2dit.distill.config import DistillConfig
 from s2dit.errors import ConfigError
+from s2dit.train.config import DistillConfig
 from s2dit.train.data import sample_generator
 from s2dit.train.distributed import World, average_gradients, unwrap
 

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from s2dit.errors import S2DitError
-from s2dit.model.blocks import Block, StageDown, StageUp, coarse_grid
+from s2dit.model.blocks import Block
 from s2dit.model.rope import RoPE3D
+from s2dit.model.ssa import StageDown, StageUp, coarse_grid
 
 SCHEMA = "s2dit.latency/1"
 KINDS = ("L", "L_floor", "F", "S", "stage_down", "stage_up")

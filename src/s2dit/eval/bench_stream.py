@@ -2,7 +2,7 @@
 
 Each model streams ``chunks`` chunks through :class:`~s2dit.diffusion.stream_pipeline.LiveStream` (random
 weights, hashed prompt embeddings, the same decoder): ``steps`` denoising passes + one commit pass per chunk,
-then the streaming decode. Reported per model (DESIGN.md §9):
+then the streaming decode. Reported per model (docs/architecture.md §9):
 
 * first-chunk latency (sampling + decode of chunk 1, after one untimed warm-up stream of 2 chunks);
 * denoise-loop FPS and end-to-end FPS (with decode) over chunks 2..N (the steady state);

@@ -23,7 +23,7 @@ import torch
 
 from s2dit.config import VideoSpec
 from s2dit.errors import S2DitError
-from s2dit.latent.train_ae import psnr
+from s2dit.latent.vae import psnr
 
 
 @torch.no_grad()
@@ -43,8 +43,8 @@ def evaluate_vae(
     from tqdm import tqdm
 
     from s2dit.atomic import write_text_atomic
-    from s2dit.data.encode import load_vae
     from s2dit.data.video_folder import VideoFolderDataset
+    from s2dit.latent.vae import load_vae
     from s2dit.videoio import pixels_to_uint8, write_video
 
     if clips < 1 or chunk < 1:

@@ -22,50 +22,29 @@ import torch
 from torch import nn
 
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, x0_from_velocity
-from s2dit.model.state import StreamSpec, StreamState
-from s2dit.model.transformer import S2DiT
-
-PROMPT_KEYS = ("text_k", "text_v")
+from s2dit.model.state import StreamSpec, StreamState, split_names
+from s2dit.model.transformer import ExplicitStateStep, S2DiT
 
 
-def split_names(state: StreamState) -> tuple[list[str], list[str]]:
-    """``(prompt names, cache names)`` of a state, in :meth:`StreamState.tensors` order."""
-    names = [n for n in state.tensors() if n != "text_mask"]
-    prompt = [n for n in names if n.split(".")[-1] in PROMPT_KEYS]
-    return [*prompt, "text_mask"], [n for n in names if n not in prompt]
-
-
-class _StateStep(nn.Module):
-    def __init__(self, model: S2DiT, template: StreamState):
-        super().__init__()
-        self.model, self.template = model, template
-        self.prompt_names, self.cache_names = split_names(template)
-
-    def _state(self, tensors: tuple[torch.Tensor, ...], clone: bool) -> StreamState:
-        n = len(self.prompt_names)
-        prompt, cache = tensors[:n], tensors[n:]
-        named = dict(zip(self.prompt_names[:-1], prompt[:-1], strict=True))
-        named.update({k: v.clone() if clone else v for k, v in zip(self.cache_names, cache, strict=True)})
-        named["text_mask"] = prompt[-1] > 0.5
-        return self.template.load_tensors(named)
-
-
-class DenoiseStep(_StateStep):
+class DenoiseStep(ExplicitStateStep):
     """``(x, t, *prompt, *cache) -> x0``: one denoising step's clean-latent prediction (state read only)."""
 
+    def __init__(self, model: S2DiT, template: StreamState):
+        super().__init__(model, template, commit=False)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
-        v = self.model.forward_chunk(x, t, self._state(tensors, clone=False), commit=False)
+        v = super().forward(x, t, *tensors)[0]
         return x0_from_velocity(x, v, t / NUM_TRAIN_TIMESTEPS)
 
 
-class CommitStep(_StateStep):
+class CommitStep(ExplicitStateStep):
     """``(x, t, *prompt, *cache) -> new cache``: write the finished chunk into the stream."""
 
+    def __init__(self, model: S2DiT, template: StreamState):
+        super().__init__(model, template, commit=True)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        state = self._state(tensors, clone=True)
-        self.model.forward_chunk(x, t, state, commit=True)
-        new = state.tensors()
-        return tuple(new[n] for n in self.cache_names)
+        return super().forward(x, t, *tensors)[1:]
 
 
 class PromptStep(nn.Module):

@@ -96,7 +96,7 @@ def run_export(
 
     from tqdm import tqdm
 
-    from s2dit.train.data import pad_text
+    from s2dit.latent.text import pad_text
     from s2dit.videoio import pixels_to_uint8, write_video
 
     stream = ExportedStream(folder, seed=seed)
@@ -107,7 +107,7 @@ def run_export(
         cond = hashed_prompt(prompt, m.text_dim)
         tokens = cond.text[0][cond.mask[0]] if cond.mask is not None else cond.text[0]
     else:
-        from s2dit.data.encode import load_text_encoder
+        from s2dit.latent.text import load_text_encoder
 
         encoded, mask = load_text_encoder(m.text_encoder, m.text_len).encode([prompt])
         tokens = encoded[0][mask[0]]

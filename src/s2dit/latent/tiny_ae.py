@@ -1,4 +1,5 @@
-"""A tiny video autoencoder with the Wan latent convention: 4× time, 8× space, 16 channels (DESIGN.md §4).
+"""A tiny video autoencoder with the Wan latent convention: 4× time, 8× space, 16 channels
+(docs/architecture.md §4).
 
 Mostly per-frame 2D convolutions; time is handled cheaply and causally:
 
@@ -10,16 +11,24 @@ Mostly per-frame 2D convolutions; time is handled cheaply and causally:
 
 So the decoder streams chunk by chunk (:class:`TinyStreamingDecoder`, equal to a full decode). Latents are
 normalised per channel with statistics stored in the config (measured on data after training).
+
+A model folder is ``tiny_ae.safetensors`` + ``tiny_ae.yaml`` (:func:`save_tiny_ae`, :func:`load_tiny_ae`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
+from s2dit.atomic import atomic_path
+from s2dit.config import from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.ops.causal_conv import causal_depthwise_conv3d
 
@@ -188,3 +197,52 @@ class TinyStreamingDecoder:
     def push(self, latents: torch.Tensor) -> torch.Tensor:
         frames, self._tail = self.ae.decode_frames(latents, self._tail, first=self._tail is None)
         return frames
+
+
+def save_tiny_ae(model: TinyAutoencoder, folder: str | os.PathLike) -> None:
+    """Write ``tiny_ae.safetensors`` + ``tiny_ae.yaml`` (architecture and latent statistics) atomically."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    with atomic_path(folder / "tiny_ae.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_config(model.config, folder / "tiny_ae.yaml")
+
+
+def load_tiny_ae(folder: str | os.PathLike, device: str = "cpu") -> TinyAutoencoder:
+    """Load a model written by :func:`save_tiny_ae` (or ``s2dit train vae``)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "tiny_ae.safetensors").is_file() or not (folder / "tiny_ae.yaml").is_file():
+        raise S2DitError(f"{folder} needs tiny_ae.safetensors and tiny_ae.yaml (written by s2dit train vae)")
+    config = from_dict(TinyAEConfig, yaml.safe_load((folder / "tiny_ae.yaml").read_text()) or {})
+    model = TinyAutoencoder(config)
+    try:
+        model.load_state_dict(_renamed_from_one_block_per_level(load_file(folder / "tiny_ae.safetensors")))
+    except RuntimeError as e:
+        raise S2DitError(
+            f"{folder}: tiny_ae.safetensors does not match tiny_ae.yaml ({str(e)[:300]})"
+        ) from None
+    return model.to(device).eval()
+
+
+def _renamed_from_one_block_per_level(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved before ``enc_blocks``/``dec_blocks`` existed (one residual block at each of 1/2, 1/4 and
+    1/8 resolution, stored as ``enc_blocks.i``, ``dec_blocks.j`` coarsest first, ``dec_up.j``) -> today's
+    names (``enc_blocks.<level>.0``, ``dec_blocks.<level>.0``, ``dec_up.<level - 1>``)."""
+    old = re.compile(r"(enc_blocks|dec_blocks|dec_up)\.(\d)\.(conv1|conv2|weight|bias)")
+    if not any(old.match(k) and not k.startswith("dec_up") for k in state):
+        return state
+    renamed = {}
+    for key, value in state.items():
+        m = old.match(key)
+        if m:
+            kind, i, rest = m.group(1), int(m.group(2)), key[m.end(2) + 1 :]
+            key = {
+                "enc_blocks": f"enc_blocks.{i + 1}.0.{rest}",
+                "dec_blocks": f"dec_blocks.{3 - i}.0.{rest}",
+                "dec_up": f"dec_up.{2 - i}.{rest}",
+            }[kind]
+        renamed[key] = value
+    return renamed

@@ -1,7 +1,7 @@
 """The Wan VAE (diffusers ``AutoencoderKLWan``): normalised encode/decode and a streaming decoder.
 
-Latents follow the Wan convention (DESIGN.md §2): ``[B, 16, T, H/8, W/8]`` with ``T = 1 + (F - 1) / 4``,
-normalised per channel, ``latent = (z - mean) / std`` with the 16 means/stds of the VAE's config.
+Latents follow the Wan convention (docs/architecture.md §2): ``[B, 16, T, H/8, W/8]`` with ``T = 1 + (F - 1) /
+4``, normalised per channel, ``latent = (z - mean) / std`` with the 16 means/stds of the VAE's config.
 
 :class:`WanStreamingDecoder` decodes chunk by chunk through the VAE's causal feature cache, one latent
 frame at a time exactly as diffusers' full decode does, so the frames it yields equal a full decode of the

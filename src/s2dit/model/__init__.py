@@ -1,4 +1,4 @@
-"""The S2DiT transformer (DESIGN.md §3). So far: the parts every block kind shares.
+"""The S2DiT transformer (docs/architecture.md §3). So far: the parts every block kind shares.
 
 ``rope`` is the 3D rotary position embedding (real cos/sin, any temporal offset); ``embeddings`` holds
 patch embedding and its inverse, the per-frame timestep embedding and adaLN modulation, and the text

@@ -1,5 +1,5 @@
 """Token mixers: softmax self-attention (``F``, and ``S`` on the coarse grid) and LinConv hybrid
-attention (``L``), each in the three modes of DESIGN.md §3.
+attention (``L``), each in the three modes of docs/architecture.md §3.
 
 A mixer maps normalised tokens ``h [B, N, D]`` (N = T·h·w, ordered frame, row, column) to ``[B, N, D]``.
 ``forward`` covers the bidirectional mode (``chunk_frames=None``) and the block-causal mode;

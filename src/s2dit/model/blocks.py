@@ -1,6 +1,6 @@
-"""Transformer blocks and the entry/exit of a low-resolution stage.
+"""The transformer block, one class for every kind (L, S, F).
 
-A block is the same for every kind but its token mixer (DESIGN.md §3)::
+A block is the same for every kind but its token mixer (docs/architecture.md §3)::
 
     x = x + gate1 · mix(modulate(norm1(x), shift1, scale1))      # L / S / F mixer
     x = x + cross(norm_cross(x), text)                           # text cross-attention
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2dit.model.attention import LinConvAttention, SoftmaxAttention
@@ -52,44 +51,3 @@ class Block(nn.Module):
         x = x + gate(mix(modulate(self.norm1(x), shift1, scale1)), gate1)
         x = x + self.cross(self.norm_cross(x), text_kv, text_mask)
         return x + gate(self.ffn(modulate(self.norm2(x), shift2, scale2)), gate2)
-
-
-def coarse_grid(grid: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The 2×2-strided grid of a stage: odd sizes are padded up."""
-    T, h, w = grid
-    return T, (h + 1) // 2, (w + 1) // 2
-
-
-class StageDown(nn.Module):
-    """Stage entry: space-to-depth 2×2 + linear, ``[B, T*h*w, D]`` -> ``[B, T*h2*w2, D]``; odd grids are
-    zero-padded at the bottom/right first. At most 4-D tensors."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.proj = nn.Linear(4 * dim, dim)
-
-    def forward(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        T, h, w = grid
-        B, D = x.shape[0], x.shape[-1]
-        y = x.reshape(B * T, h, w, D).permute(0, 3, 1, 2)  # (B*T, D, h, w)
-        y = F.pad(y, (0, w % 2, 0, h % 2))
-        y = F.pixel_unshuffle(y, 2)  # (B*T, 4D, h2, w2)
-        return self.proj(y.permute(0, 2, 3, 1).reshape(B, -1, 4 * D))  # (B, T*h2*w2, D)
-
-
-class StageUp(nn.Module):
-    """Stage exit: linear + depth-to-space 2×2 back to the full grid (padding cropped), fused with the
-    skip from the stage entry: ``skip + fuse(up(x))``."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.proj = nn.Linear(dim, 4 * dim)
-        self.fuse = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        T, h, w = grid
-        _, h2, w2 = coarse_grid(grid)
-        B, D = x.shape[0], x.shape[-1]
-        y = self.proj(x).reshape(B * T, h2, w2, 4 * D).permute(0, 3, 1, 2)  # (B*T, 4D, h2, w2)
-        y = F.pixel_shuffle(y, 2)[:, :, :h, :w]  # (B*T, D, h, w)
-        return skip + self.fuse(y.permute(0, 2, 3, 1).reshape(B, T * h * w, D))

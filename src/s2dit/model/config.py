@@ -1,4 +1,4 @@
-"""Model configs: the architecture only (DESIGN.md §3), with named presets."""
+"""Model configs: the architecture only (docs/architecture.md §3), with named presets."""
 
 from __future__ import annotations
 

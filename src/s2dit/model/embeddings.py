@@ -1,7 +1,7 @@
 """Embeddings shared by every block kind: patches, per-frame timesteps, text.
 
 Shapes: latents ``[B, C, T, H, W]``; tokens ``[B, N, D]`` with ``N = T * h * w`` ordered (frame, row,
-column), ``h = H / 2``, ``w = W / 2``; timesteps ``[B, T]`` (one per latent frame, DESIGN.md §2).
+column), ``h = H / 2``, ``w = W / 2``; timesteps ``[B, T]`` (one per latent frame, docs/architecture.md §2).
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ from __future__ import annotations
 import collections
 import math
 
-from s2dit.model.blocks import coarse_grid
 from s2dit.model.config import ModelConfig
-from s2dit.model.transformer import stages
+from s2dit.model.ssa import coarse_grid, stages
 
 
 def block_flops(kind: str, cfg: ModelConfig, tokens: int, frames: int, text_tokens: int) -> int:

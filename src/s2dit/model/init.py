@@ -1,4 +1,4 @@
-"""Initialise an S2DiT from a full-attention checkpoint wherever shapes match (DESIGN.md §3, §7).
+"""Initialise an S2DiT from a full-attention checkpoint wherever shapes match (docs/architecture.md §3, §7).
 
 Two sources:
 

@@ -1,4 +1,5 @@
-"""The streaming state: everything a chunk-by-chunk run carries from one chunk to the next (DESIGN.md §3).
+"""The streaming state: everything a chunk-by-chunk run carries from one chunk to the next
+(docs/architecture.md §3).
 
 Per block:
 
@@ -167,3 +168,15 @@ class StreamState:
                 caches.append(LinearCache(sums, tensors[f"block{i}.tail"]))
         text = [(tensors[f"block{i}.text_k"], tensors[f"block{i}.text_v"]) for i in range(len(self.text_kv))]
         return StreamState(self.spec, self.size, tensors["count"], caches, text, tensors.get("text_mask"))
+
+
+PROMPT_KEYS = ("text_k", "text_v")
+
+
+def split_names(state: StreamState) -> tuple[list[str], list[str]]:
+    """``(prompt names, cache names)`` of a state, in :meth:`StreamState.tensors` order. The prompt is every
+    block's text K/V and then ``text_mask`` (always listed: an explicit-state step takes a mask); the
+    *cache* is the rest: ``count``, then per block its K/V slots, or its linear sums and conv tail."""
+    names = [n for n in state.tensors() if n != "text_mask"]
+    prompt = [n for n in names if n.split(".")[-1] in PROMPT_KEYS]
+    return [*prompt, "text_mask"], [n for n in names if n not in prompt]

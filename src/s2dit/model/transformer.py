@@ -1,4 +1,4 @@
-"""The S2DiT transformer: any layout of L / S / F blocks, three attention modes (DESIGN.md §3).
+"""The S2DiT transformer: any layout of L / S / F blocks, three attention modes (docs/architecture.md §3).
 
 * ``forward(x, t, text, chunk_frames=None)``: bidirectional over the clip (S2DiT-KD, teacher, critic);
 * ``forward(x, t, text, chunk_frames=c)``: block-causal over chunks of ``c`` latent frames (training
@@ -19,10 +19,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from s2dit.model.attention import block_causal_mask
-from s2dit.model.blocks import Block, StageDown, StageUp, coarse_grid
+from s2dit.model.blocks import Block
 from s2dit.model.config import ModelConfig
 from s2dit.model.embeddings import PatchEmbed, TextEmbedding, TimestepEmbedding, modulate, unpatchify
 from s2dit.model.rope import RoPE3D
+from s2dit.model.ssa import StageDown, StageUp, coarse_grid, run_stages, stages
 from s2dit.model.state import (
     ChunkContext,
     KVCache,
@@ -31,6 +32,7 @@ from s2dit.model.state import (
     StreamState,
     cache_layout,
     chunk_frame_times,
+    split_names,
 )
 from s2dit.ops.linear_attention import LinearAttentionState
 
@@ -38,18 +40,6 @@ from s2dit.ops.linear_attention import LinearAttentionState
 def _bool_mask(text_mask: torch.Tensor | None) -> torch.Tensor | None:
     """Text masks may come as bool, or 0/1 ints/floats (a tokenizer's attention_mask): True = real token."""
     return None if text_mask is None else text_mask.bool()
-
-
-def stages(layout: str) -> list[tuple[int, int]]:
-    """``(first, last)`` block indices of each maximal run of ``S``: ``"LSSLS"`` -> ``[(1, 2), (4, 4)]``."""
-    runs, start = [], None
-    for i, kind in enumerate(layout + "-"):
-        if kind == "S" and start is None:
-            start = i
-        elif kind != "S" and start is not None:
-            runs.append((start, i - 1))
-            start = None
-    return runs
 
 
 class S2DiT(nn.Module):
@@ -102,22 +92,16 @@ class S2DiT(nn.Module):
     # -------------------------------------------------------------------------------------------
 
     def _run_blocks(self, x, modulation, text_kv, text_mask, grid, mixer):
-        """``mixer(i, block, h, grid)`` applies block i's token mixer in the current mode."""
-        stage_of_entry = {first: k for k, (first, _) in enumerate(self.stages)}
-        stage_of_exit = {last: k for k, (_, last) in enumerate(self.stages)}
-        full, skip = grid, None
-        for i, block in enumerate(self.blocks):
-            if i in stage_of_entry:
-                skip, x = x, self.stage_down[stage_of_entry[i]](x, full)
-                grid = coarse_grid(full)
-            mix = lambda h, i=i, b=block, g=grid: mixer(i, b, h, g)  # noqa: E731
+        """``mixer(i, block, h, grid)`` applies block i's token mixer in the current mode; the stages of S
+        blocks are entered and left by :func:`s2dit.model.ssa.run_stages`."""
+
+        def run_block(i, block, x, g):
+            mix = lambda h: mixer(i, block, h, g)  # noqa: E731
             if self.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, modulation, text_kv[i], text_mask, mix, use_reentrant=False)
-            else:
-                x = block(x, modulation, text_kv[i], text_mask, mix)
-            if i in stage_of_exit:
-                x, grid = self.stage_up[stage_of_exit[i]](x, skip, full), full
-        return x
+                return checkpoint(block, x, modulation, text_kv[i], text_mask, mix, use_reentrant=False)
+            return block(x, modulation, text_kv[i], text_mask, mix)
+
+        return run_stages(self.blocks, self.stages, self.stage_down, self.stage_up, x, grid, run_block)
 
     def _head(self, x, temb, grid) -> torch.Tensor:
         shift, scale = (self.out_modulation + temb[:, :, None]).unbind(2)  # (B, T, D)
@@ -251,21 +235,33 @@ class S2DiT(nn.Module):
 
 class ExplicitStateStep(nn.Module):
     """``forward_chunk`` with the stream state as explicit tensors, for ``torch.export`` and runtimes:
-    ``(x [B, C, c, H, W], t [B, c], *state) -> (v, *new_state)``.
+    ``(x [B, C, c, H, W], t [B, c], *prompt, *cache) -> (v, *new cache)``.
 
-    The state tensors are passed and returned in the order of :attr:`names` (``StreamState.tensors()``
-    of ``template``); inputs are not modified. ``commit`` picks the denoising or the commit entry point.
+    ``prompt`` and ``cache`` are the tensors of :func:`split_names` of ``template`` (a state of the model,
+    size and spec to run), in that order; ``text_mask`` comes as a float tensor (1.0: a real token). The
+    inputs are not modified: a commit step (``commit=True``) writes the chunk into copies of the cache and
+    returns them; a denoising step only reads the cache, so it returns it unchanged. The exporter's
+    entry points (:mod:`s2dit.export.entry_points`) are this step with their own outputs.
     """
 
     def __init__(self, model: S2DiT, template: StreamState, commit: bool):
         super().__init__()
-        self.model = model
-        self.template = template
-        self.names = list(template.tensors())
-        self.commit = commit
+        self.model, self.template, self.commit = model, template, commit
+        self.prompt_names, self.cache_names = split_names(template)
+
+    def state(self, tensors: tuple[torch.Tensor, ...]) -> StreamState:
+        """The :class:`StreamState` holding ``(*prompt, *cache)`` (the cache copied for a commit)."""
+        n = len(self.prompt_names)
+        prompt, cache = tensors[:n], tensors[n:]
+        named = dict(zip(self.prompt_names[:-1], prompt[:-1], strict=True))
+        named.update(
+            {k: v.clone() if self.commit else v for k, v in zip(self.cache_names, cache, strict=True)}
+        )
+        named["text_mask"] = prompt[-1] > 0.5
+        return self.template.load_tensors(named)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        state = self.template.load_tensors({n: v.clone() for n, v in zip(self.names, tensors, strict=True)})
+        state = self.state(tensors)
         v = self.model.forward_chunk(x, t, state, commit=self.commit)
         new = state.tensors()
-        return (v, *(new[n] for n in self.names))
+        return (v, *(new[n] for n in self.cache_names))

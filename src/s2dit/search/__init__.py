@@ -1,1 +1,2 @@
-"""Budget-aware layout search (DESIGN.md §6): latency tables, a quality proxy, the dynamic program."""
+"""Budget-aware layout search (docs/architecture.md §6): latency tables, a quality proxy, the dynamic
+program."""

@@ -1,4 +1,4 @@
-"""The budget-aware layout search (DESIGN.md §6): a dynamic program over depth positions.
+"""The budget-aware layout search (docs/architecture.md §6): a dynamic program over depth positions.
 
 A layout picks a kind (``L``, ``S``, optionally ``F``) at every position. Its latency is the sum of its
 blocks' costs plus, for every low-resolution stage (a maximal run of ``S``), the cost of entering it and of
@@ -20,6 +20,8 @@ import math
 import numpy as np
 
 from s2dit.errors import S2DitError
+from s2dit.model.config import KINDS
+from s2dit.model.ssa import stages
 
 FULL, COARSE = 0, 1
 
@@ -37,8 +39,8 @@ class SearchProblem:
     stage_params: float = 0.0  # parameters of one stage's entry + exit
 
     def __post_init__(self) -> None:
-        if not self.kinds or set(self.kinds) - set("LSF") or len(set(self.kinds)) != len(self.kinds):
-            raise S2DitError(f"kinds: {self.kinds!r} must be distinct letters from L, S, F")
+        if not self.kinds or set(self.kinds) - set(KINDS) or len(set(self.kinds)) != len(self.kinds):
+            raise S2DitError(f"kinds: {self.kinds!r} must be distinct letters from {', '.join(KINDS)}")
         if len(self.cost) != len(self.quality) or not self.cost:
             raise S2DitError("cost and quality need one entry per depth position")
         for i, (c, q) in enumerate(zip(self.cost, self.quality, strict=True)):
@@ -54,13 +56,10 @@ class SearchProblem:
     def depth(self) -> int:
         return len(self.cost)
 
-    def _stages(self, layout: str) -> int:
-        return sum(1 for i, k in enumerate(layout) if k == "S" and (i == 0 or layout[i - 1] != "S"))
-
     def latency(self, layout: str) -> float:
         """Exact milliseconds of a layout (blocks + transitions)."""
         blocks = sum(self.cost[i][k] for i, k in enumerate(layout))
-        return blocks + self._stages(layout) * (self.enter_ms + self.leave_ms)
+        return blocks + len(stages(layout)) * (self.enter_ms + self.leave_ms)
 
     def score(self, layout: str) -> float:
         return sum(self.quality[i][k] for i, k in enumerate(layout))
@@ -68,7 +67,7 @@ class SearchProblem:
     def parameters(self, layout: str) -> float:
         if self.params is None:
             return 0.0
-        return sum(self.params[i][k] for i, k in enumerate(layout)) + self._stages(layout) * self.stage_params
+        return sum(self.params[i][k] for i, k in enumerate(layout)) + len(stages(layout)) * self.stage_params
 
 
 @dataclasses.dataclass

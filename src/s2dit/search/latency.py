@@ -1,6 +1,6 @@
-"""Latency tables for the layout search (DESIGN.md §6): what each block kind and each stage transition
-costs on a device, read from the JSON that ``s2dit bench blocks`` writes (schema ``s2dit.latency/1``) or
-from a table measured elsewhere (a phone) in the same schema.
+"""Latency tables for the layout search (docs/architecture.md §6): what each block kind and each stage
+transition costs on a device, read from the JSON that ``s2dit bench blocks`` writes (schema
+``s2dit.latency/1``) or from a table measured elsewhere (a phone) in the same schema.
 
 The schema (every field checked by :func:`validate`, errors name the field)::
 
@@ -24,9 +24,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from s2dit.errors import S2DitError
+from s2dit.model.config import KINDS
 
 SCHEMA = "s2dit.latency/1"
-BLOCK_KINDS = ("L", "S", "F")
 TRANSITIONS = ("stage_down", "stage_up")
 
 
@@ -76,7 +76,7 @@ class LatencyTable:
         for e in data["entries"]:
             if e["pass"] == pass_:
                 points[e["kind"]][e["tokens"]] = float(e["ms"])
-        missing = [k for k in (*BLOCK_KINDS[:2], *TRANSITIONS) if k not in points]
+        missing = [k for k in ("L", "S", *TRANSITIONS) if k not in points]
         if missing:
             _fail(
                 "entries",
@@ -100,7 +100,7 @@ class LatencyTable:
 
     @property
     def kinds(self) -> list[str]:
-        return [k for k in BLOCK_KINDS if k in self.points]
+        return [k for k in KINDS if k in self.points]
 
     def token_range(self, kind: str) -> tuple[int, int]:
         pts = self.points[kind]
@@ -127,9 +127,9 @@ class LatencyTable:
 
     def layout_latency(self, layout: str, tokens: int) -> dict[str, float]:
         """Predicted milliseconds of a layout's blocks and stage transitions at ``tokens``, by part."""
-        from s2dit.model.transformer import stages
+        from s2dit.model.ssa import stages
 
-        out = {k: 0.0 for k in (*BLOCK_KINDS, "stages")}
+        out = {k: 0.0 for k in (*KINDS, "stages")}
         for kind in layout:
             out[kind] += self.cost(kind, tokens)
         n_stages = len(stages(layout))

@@ -1,4 +1,4 @@
-"""The quality proxy of the layout search (DESIGN.md §6): a weight-sharing supernet.
+"""The quality proxy of the layout search (docs/architecture.md §6): a weight-sharing supernet.
 
 Every depth position holds one block of each candidate kind (its own weights per kind), every position may
 open and close a low-resolution stage (its own entry and exit modules), and the embeddings and head are
@@ -28,9 +28,10 @@ from torch import nn
 from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.diffusion.flow import TimestepSampling
 from s2dit.errors import S2DitError
-from s2dit.model.blocks import Block, StageDown, StageUp
-from s2dit.model.config import ModelConfig
-from s2dit.model.transformer import S2DiT, stages
+from s2dit.model.blocks import Block
+from s2dit.model.config import KINDS, ModelConfig
+from s2dit.model.ssa import StageDown, StageUp, stages
+from s2dit.model.transformer import S2DiT
 
 QUALITY_SCHEMA = "s2dit.quality/1"
 
@@ -60,8 +61,8 @@ class SupernetConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.kinds or set(self.kinds) - set("LSF") or len(set(self.kinds)) != len(self.kinds):
-            raise S2DitError(f"kinds: {self.kinds!r} must be distinct letters from L, S, F")
+        if not self.kinds or set(self.kinds) - set(KINDS) or len(set(self.kinds)) != len(self.kinds):
+            raise S2DitError(f"kinds: {self.kinds!r} must be distinct letters from {', '.join(KINDS)}")
         if min(self.depth, self.steps, self.batch_size, self.eval_clips, self.eval_layouts) < 1:
             raise S2DitError("depth, steps, batch_size, eval_clips and eval_layouts must be at least 1")
         if self.width % self.heads or (self.width // self.heads) % 2:

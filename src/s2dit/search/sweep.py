@@ -9,13 +9,15 @@ from pathlib import Path
 
 from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.errors import S2DitError
+from s2dit.model.config import KINDS
 from s2dit.search.dp import SearchProblem, Solution, pareto_front, solve_stable
 from s2dit.search.latency import LatencyTable
 
 
 def block_parameters(width: int, heads: int, ffn_dim: int, kinds: str) -> tuple[dict[str, int], int]:
     """Parameters of one block of each kind, and of one stage's entry + exit, at this width."""
-    from s2dit.model.blocks import Block, StageDown, StageUp
+    from s2dit.model.blocks import Block
+    from s2dit.model.ssa import StageDown, StageUp
 
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     per_kind = {k: count(Block(k, width, heads, ffn_dim)) for k in kinds}
@@ -27,7 +29,7 @@ def build_problem(
 ) -> SearchProblem:
     """The search problem at ``tokens`` full-resolution tokens: costs from the table, scores from
     ``quality`` (a validated ``s2dit.quality/1`` dict), parameters from the table's width."""
-    kinds = kinds or "".join(k for k in "LSF" if k in quality["kinds"] and k in table.kinds)
+    kinds = kinds or "".join(k for k in KINDS if k in quality["kinds"] and k in table.kinds)
     missing = [k for k in kinds if k not in table.kinds]
     if missing:
         raise S2DitError(f"the latency table has no entries for kind(s) {', '.join(missing)}")

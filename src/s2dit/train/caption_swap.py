@@ -20,7 +20,7 @@ from s2dit.data.micro.captions import write_caption
 from s2dit.data.micro.scene import Scene, SceneObject
 from s2dit.data.micro.vocab import COLORS, MOTION_FAMILIES, MOTIONS, SHAPES, SIZES, motion_family
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, flow_matching_loss
-from s2dit.train.data import pad_text
+from s2dit.latent.text import pad_text
 
 ATTRIBUTES = ("color", "shape", "motion", "size", "count")
 SIGMAS = (0.3, 0.5, 0.7, 0.9)

@@ -16,17 +16,7 @@ import torch
 
 from s2dit.data.encode import LatentShardDataset
 from s2dit.errors import S2DitError
-
-
-def pad_text(texts: list[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Trimmed embeddings ``[L_i, D]`` -> zero-padded (or cut) ``[B, length, D]``, mask ``[B, length]``."""
-    D = texts[0].shape[-1]
-    out = torch.zeros(len(texts), length, D, dtype=texts[0].dtype)
-    mask = torch.zeros(len(texts), length, dtype=torch.bool)
-    for i, t in enumerate(texts):
-        n = min(length, t.shape[0])
-        out[i, :n], mask[i, :n] = t[:n], True
-    return out, mask
+from s2dit.latent.text import pad_text
 
 
 def sample_generator(seed: int, position: int) -> torch.Generator:

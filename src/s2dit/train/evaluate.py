@@ -14,33 +14,8 @@ from pathlib import Path
 import torch
 
 from s2dit.atomic import atomic_path, write_text_atomic
-from s2dit.diffusion.sampling import Condition, guided, sample
+from s2dit.diffusion.sampling import Condition, generate_latents
 from s2dit.errors import S2DitError
-
-
-@torch.no_grad()
-def generate_latents(
-    model,
-    cond: Condition,
-    uncond: Condition | None,
-    shape: tuple[int, ...],
-    *,
-    steps: int,
-    cfg: float,
-    shift: float,
-    sampler: str,
-    seeds: list[int],
-    progress: bool = False,
-) -> torch.Tensor:
-    """Sample ``[B, *shape]`` latents: sample ``i``'s noise comes from ``seeds[i]`` (reproducible per
-    prompt, whatever the batch)."""
-    from tqdm import tqdm
-
-    device = next(model.parameters()).device
-    noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-    velocity = guided(model, cond, uncond, cfg)
-    with tqdm(total=steps, desc="sampling", unit="step", disable=not progress) as bar:
-        return sample(velocity, noise.to(device), steps, shift, sampler, progress=bar.update)
 
 
 @torch.no_grad()
@@ -122,7 +97,7 @@ def write_samples(
     from s2dit.videoio import contact_sheet, pixels_to_uint8, write_video
 
     try:
-        from s2dit.eval.micro_metrics import score_clip, summarize
+        from s2dit.data.micro.metrics import score_clip, summarize
     except ImportError as e:  # scipy missing (a lean GPU box): samples are written, not scored
         warnings.warn(f"micro-world scoring unavailable ({e})", stacklevel=2)
         score_clip = None

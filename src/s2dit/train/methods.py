@@ -12,14 +12,15 @@ from s2dit.diffusion.flow import (
     flow_matching_loss,
     foreground_weights,
 )
+from s2dit.errors import ConfigError
 from s2dit.train.data import sample_generator
 
 
 class FlowMatching:
-    """Flow-matching pretraining (DESIGN.md §2): per-sample noise, noise levels (per frame if asked) and
-    prompt dropout drawn from generators seeded by the sample's position. ``object_weight > 0`` weights the
-    loss towards where the latents differ from the clip's background (:func:`foreground_weights`): small
-    objects are a few percent of the latent, so the plain mean is dominated by the background."""
+    """Flow-matching pretraining (docs/architecture.md §2): per-sample noise, noise levels (per frame if
+    asked) and prompt dropout drawn from generators seeded by the sample's position. ``object_weight > 0``
+    weights the loss towards where the latents differ from the clip's background (:func:`foreground_weights`):
+    small objects are a few percent of the latent, so the plain mean is dominated by the background."""
 
     def __init__(
         self,
@@ -51,3 +52,14 @@ class FlowMatching:
         v = model(x, d["sigma"] * NUM_TRAIN_TIMESTEPS, d["text"], d["mask"], chunk_frames=self.chunk_frames)
         weight = foreground_weights(d["x0"], self.object_weight) if self.object_weight > 0 else None
         return flow_matching_loss(v, d["x0"], d["noise"], weight), {}
+
+
+def flow_matching(cfg, world=None) -> FlowMatching:
+    """The trainer's own method, built from a ``TrainConfig`` (``method: flow_matching``). The distillation
+    stages live above the trainer: :func:`s2dit.distill.methods.build_method` builds every method."""
+    if cfg.method != "flow_matching":
+        raise ConfigError(
+            f"method {cfg.method} is a distillation stage: pass "
+            "build_method=s2dit.distill.methods.build_method to the trainer (s2dit train does)"
+        )
+    return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames, cfg.object_weight)

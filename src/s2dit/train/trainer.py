@@ -39,7 +39,7 @@ from s2dit.train.data import LatentBatches, rank_positions
 from s2dit.train.distributed import World, average_gradients, no_sync, setup, unwrap, wrap
 from s2dit.train.ema import EMA
 from s2dit.train.log import MetricLog
-from s2dit.train.methods import FlowMatching
+from s2dit.train.methods import flow_matching
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -81,26 +81,6 @@ def check_run_folder(cfg: TrainConfig) -> None:
             raise S2DitError(f"{cfg.out} holds a run with other settings ({describe_changes(old, cfg)})")
 
 
-def build_method(cfg: TrainConfig, world: World):
-    """The training method named by ``cfg.method``."""
-    d = cfg.distill
-    if cfg.method == "flow_matching":
-        return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames, cfg.object_weight)
-    if cfg.method in ("kd", "causal_ode") and not d.cache:
-        raise S2DitError(f"method {cfg.method} needs distill.cache (a folder made by s2dit distill cache)")
-    if cfg.method == "kd":
-        from s2dit.distill.kd import CachedKD
-
-        return CachedKD(d.cache, cfg.data.text_len, cfg.timesteps, cfg.seed, d.velocity_weight, d.flow_weight)
-    if cfg.method == "causal_ode":
-        from s2dit.distill.kd import CausalODE
-
-        return CausalODE(d.cache, cfg.data.text_len, d.stream, cfg.seed)
-    from s2dit.distill.dmd import DMD
-
-    return DMD(d, world, cfg.seed)
-
-
 def latent_source(folder: str) -> dict:
     """What encoded a latent folder: its VAE, text encoder and video spec (from its config.yaml)."""
     path = Path(folder) / "config.yaml"
@@ -108,9 +88,10 @@ def latent_source(folder: str) -> dict:
 
 
 class Trainer:
-    """One training run; see the module docstring. ``method`` defaults to flow matching."""
+    """One training run; see the module docstring. ``build_method(cfg, world)`` makes the method: flow
+    matching by default; :func:`s2dit.distill.methods.build_method` knows every ``method:`` name."""
 
-    def __init__(self, cfg: TrainConfig, method=None, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, build_method=flow_matching, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         self.world: World = setup(cfg.device)
         self.out = Path(cfg.out)
@@ -126,7 +107,7 @@ class Trainer:
             )
         self.data = LatentBatches(cfg.data.latents, cfg.data.text_len, cfg.data.holdout, cfg.seed)
         self.source = latent_source(cfg.data.latents)
-        self.method = method or build_method(cfg, self.world)
+        self.method = build_method(cfg, self.world)
         self.train_data = getattr(self.method, "data", None) or self.data
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.spec = resolve_spec(cfg.model)
@@ -346,7 +327,7 @@ class Trainer:
         if not (k and self.world.is_main and self.data.dataset[0].get("objects")):
             return {}
         if self._swaps is None:
-            from s2dit.data.encode import load_text_encoder
+            from s2dit.latent.text import load_text_encoder
             from s2dit.train.caption_swap import CaptionSwap
 
             encoder = load_text_encoder(self.source.get("text", "minilm"), 128)
@@ -389,17 +370,21 @@ class Trainer:
 
     def load_vae(self):
         if self._vae is None and self.vae_path():
-            from s2dit.data.encode import load_vae
+            from s2dit.latent.vae import load_vae
 
             self._vae = load_vae(self.vae_path())
         return self._vae
 
 
 def train(
-    cfg: TrainConfig, max_steps: int | None = None, progress: bool = True, max_seconds: float | None = None
+    cfg: TrainConfig,
+    max_steps: int | None = None,
+    progress: bool = True,
+    max_seconds: float | None = None,
+    build_method=flow_matching,
 ) -> dict:
-    """Train (or resume) a run; returns the last logged row."""
-    trainer = Trainer(cfg, progress=progress)
+    """Train (or resume) a run; returns the last logged row. ``build_method``: as for :class:`Trainer`."""
+    trainer = Trainer(cfg, build_method, progress=progress)
     try:
         return trainer.run(max_steps, max_seconds)
     finally:

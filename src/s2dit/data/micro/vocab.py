@@ -1,7 +1,7 @@
 """The micro world's closed vocabulary and the words used for it in captions.
 
 Object colors are saturated and backgrounds are not (saturation below 0.3), so that objects can be
-segmented from pixels by hue alone (see :mod:`s2dit.eval.micro_metrics`).
+segmented from pixels by hue alone (see :mod:`s2dit.data.micro.metrics`).
 """
 
 from __future__ import annotations

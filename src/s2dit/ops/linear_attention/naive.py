@@ -1,4 +1,4 @@
-"""Linear attention in plain PyTorch: the reference for LCHA's linear branch (DESIGN.md §3).
+"""Linear attention in plain PyTorch: the reference for LCHA's linear branch (docs/architecture.md §3).
 
 With positive features ``q = φ(Q)``, ``k = φ(K)`` and their RoPE-rotated copies ``q̃``, ``k̃`` (RoPE on the
 numerator only, so the denominator stays positive), token ``i`` reads

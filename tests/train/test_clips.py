@@ -5,8 +5,8 @@ import torch
 
 from s2dit.config import VideoSpec
 from s2dit.errors import ConfigError
-from s2dit.latent.clips import ClipSampler, check_clip_settings
-from s2dit.latent.train_ae import AETrainConfig, learning_rate, reconstruction_loss
+from s2dit.train.clips import ClipSampler, check_clip_settings
+from s2dit.train.vae import AETrainConfig, learning_rate, reconstruction_loss
 
 
 class FrameNumbered:

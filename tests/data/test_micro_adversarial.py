@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from s2dit.config import VideoSpec
+from s2dit.data.micro.metrics import score_clip, summarize
 from s2dit.data.micro.render import render_scene
 from s2dit.data.micro.scene import MARGIN, SHAPE_EXTENTS, SceneObject, _apart, clip_rng, sample_scene
 from s2dit.data.micro.vocab import COLORS, SHAPES, SIZES
-from s2dit.eval.micro_metrics import score_clip, summarize
 
 EVAL_SPEC = VideoSpec(width=256, height=144, frames=9, fps=4.0)  # what the micro chain's evaluation decodes
 

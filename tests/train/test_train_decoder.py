@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from s2dit.errors import S2DitError
-from s2dit.latent.train_ae import load_tiny_ae
+from s2dit.latent.tiny_ae import load_tiny_ae
 
 BIN = os.path.dirname(sys.executable)
 
@@ -81,8 +81,7 @@ def test_a_distilled_decoder_learns_resumes_and_refuses_to_encode(tmp_path, wan_
 
 def test_eval_vae_compares_the_decoder_with_the_vae(tmp_path, micro_world):
     from s2dit.eval.vae import evaluate_vae
-    from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
-    from s2dit.latent.train_ae import save_tiny_ae
+    from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 
     torch.manual_seed(0)
     save_tiny_ae(TinyAutoencoder(TinyAEConfig(widths=[4, 8, 8, 8])), tmp_path / "vae")

@@ -9,8 +9,8 @@ import torch
 
 from s2dit.config import VideoSpec
 from s2dit.errors import ConfigError
-from s2dit.latent.train_ae import AETrainConfig
 from s2dit.latent.wan_vae import WanVAEArch
+from s2dit.train.vae import AETrainConfig
 
 SETTINGS = (
     "kind=wan wan.base_dim=4 wan.dim_mult=[1,1,2,2] video.width=64 video.height=48 video.frames=9 "
@@ -30,8 +30,8 @@ def train(out, world, *extra):
 def test_a_small_wan_vae_trains_resumes_and_loads_as_a_diffusers_folder(tmp_path, micro_world):
     from diffusers import AutoencoderKLWan
 
-    from s2dit.data.encode import load_vae
     from s2dit.data.video_folder import VideoFolderDataset
+    from s2dit.latent.vae import load_vae
     from s2dit.latent.wan_vae import WanVAE
 
     out = tmp_path / "wan"

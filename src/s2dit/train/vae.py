@@ -8,7 +8,7 @@ but decoded every object grey (no colour detected in the reconstructions after 1
 reconstructions keep their colours. The MSE term is what PSNR measures: without it the smooth backgrounds,
 which the weighting discounts, held most of the error. The learning rate is a cosine decay over the whole
 run to ``final_lr_ratio`` × ``lr``, multiplied by a linear warm-up ramp over the first ``warmup_steps``.
-Batches come from :class:`s2dit.latent.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
+Batches come from :class:`s2dit.train.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
 exactly the clips an uninterrupted one would).
 
 The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoint.pt``
@@ -25,8 +25,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
-import re
 import time
 from pathlib import Path
 
@@ -37,9 +35,10 @@ from torch import nn
 from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
-from s2dit.latent.clips import ClipSampler, check_clip_settings
-from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
+from s2dit.latent.vae import psnr
 from s2dit.latent.wan_vae import WanVAEArch
+from s2dit.train.clips import ClipSampler, check_clip_settings
 
 
 @dataclasses.dataclass
@@ -147,7 +146,7 @@ def autocast(cfg: ReconTrainConfig):
 
 
 def clip_sampler(cfg: ReconTrainConfig, progress: bool) -> ClipSampler:
-    """The run's batches (see :mod:`s2dit.latent.clips`)."""
+    """The run's batches (see :mod:`s2dit.train.clips`)."""
     from s2dit.data.video_folder import VideoFolderDataset
 
     dataset = VideoFolderDataset(cfg.data, cfg.video, random_start=False)
@@ -156,64 +155,9 @@ def clip_sampler(cfg: ReconTrainConfig, progress: bool) -> ClipSampler:
     )
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two pixel tensors in [-1, 1]."""
-    mse = ((a - b) / 2).square().mean().clamp_min(1e-10)
-    return float(-10 * torch.log10(mse))
-
-
 def _save_checkpoint(path: Path, model, optimizer, step: int) -> None:
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-
-
-def save_tiny_ae(model: TinyAutoencoder, folder: str | os.PathLike) -> None:
-    """Write ``tiny_ae.safetensors`` + ``tiny_ae.yaml`` (architecture and latent statistics) atomically."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    with atomic_path(folder / "tiny_ae.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    save_config(model.config, folder / "tiny_ae.yaml")
-
-
-def load_tiny_ae(folder: str | os.PathLike, device: str = "cpu") -> TinyAutoencoder:
-    """Load a model written by :func:`save_tiny_ae` (or ``s2dit train vae``)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not (folder / "tiny_ae.safetensors").is_file() or not (folder / "tiny_ae.yaml").is_file():
-        raise S2DitError(f"{folder} needs tiny_ae.safetensors and tiny_ae.yaml (written by s2dit train vae)")
-    config = from_dict(TinyAEConfig, yaml.safe_load((folder / "tiny_ae.yaml").read_text()) or {})
-    model = TinyAutoencoder(config)
-    try:
-        model.load_state_dict(_renamed_from_one_block_per_level(load_file(folder / "tiny_ae.safetensors")))
-    except RuntimeError as e:
-        raise S2DitError(
-            f"{folder}: tiny_ae.safetensors does not match tiny_ae.yaml ({str(e)[:300]})"
-        ) from None
-    return model.to(device).eval()
-
-
-def _renamed_from_one_block_per_level(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Weights saved before ``enc_blocks``/``dec_blocks`` existed (one residual block at each of 1/2, 1/4 and
-    1/8 resolution, stored as ``enc_blocks.i``, ``dec_blocks.j`` coarsest first, ``dec_up.j``) -> today's
-    names (``enc_blocks.<level>.0``, ``dec_blocks.<level>.0``, ``dec_up.<level - 1>``)."""
-    old = re.compile(r"(enc_blocks|dec_blocks|dec_up)\.(\d)\.(conv1|conv2|weight|bias)")
-    if not any(old.match(k) and not k.startswith("dec_up") for k in state):
-        return state
-    renamed = {}
-    for key, value in state.items():
-        m = old.match(key)
-        if m:
-            kind, i, rest = m.group(1), int(m.group(2)), key[m.end(2) + 1 :]
-            key = {
-                "enc_blocks": f"enc_blocks.{i + 1}.0.{rest}",
-                "dec_blocks": f"dec_blocks.{3 - i}.0.{rest}",
-                "dec_up": f"dec_up.{2 - i}.{rest}",
-            }[kind]
-        renamed[key] = value
-    return renamed
 
 
 @torch.no_grad()

@@ -4,11 +4,7 @@ import numpy as np
 import pytest
 
 from s2dit.config import VideoSpec
-from s2dit.data.micro.render import coverage, render_scene
-from s2dit.data.micro.scene import Scene, SceneObject
-from s2dit.data.micro.vocab import SHAPES, SIZES
-from s2dit.errors import S2DitError
-from s2dit.eval.micro_metrics import (
+from s2dit.data.micro.metrics import (
     ObjectTrack,
     classify_motion,
     classify_shape,
@@ -19,6 +15,10 @@ from s2dit.eval.micro_metrics import (
     temporal_flicker,
     track_objects,
 )
+from s2dit.data.micro.render import coverage, render_scene
+from s2dit.data.micro.scene import Scene, SceneObject
+from s2dit.data.micro.vocab import SHAPES, SIZES
+from s2dit.errors import S2DitError
 
 
 def test_ground_truth_scores_high_and_shuffled_prompts_low(micro_world):

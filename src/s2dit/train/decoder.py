@@ -1,4 +1,5 @@
-"""``s2dit train decoder``: distil a fast streaming decoder for another VAE's latents (DESIGN.md §4).
+"""``s2dit train decoder``: distil a fast streaming decoder for another VAE's latents
+(docs/architecture.md §4).
 
 The VAE to imitate (a diffusers Wan VAE folder, e.g. the real Wan2.1 VAE, or a tiny-autoencoder folder)
 encodes random crops of random clips; the student, the decoder half of a :class:`TinyAutoencoder`, learns to
@@ -21,19 +22,18 @@ import torch
 
 from s2dit.config import save_config
 from s2dit.errors import ConfigError, S2DitError
-from s2dit.latent.tiny_ae import TinyAutoencoder
-from s2dit.latent.train_ae import (
+from s2dit.latent.tiny_ae import TinyAutoencoder, save_tiny_ae
+from s2dit.latent.vae import psnr
+from s2dit.train.vae import (
     MetricWindow,
     ReconTrainConfig,
     _save_checkpoint,
     autocast,
     clip_sampler,
     learning_rate,
-    psnr,
     reconstruction_loss,
     refuse_other_settings,
     resume_step,
-    save_tiny_ae,
 )
 
 
@@ -56,7 +56,7 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
     """Train (or resume) a decoder; returns the last logged metrics. ``max_steps`` stops early."""
     from tqdm import tqdm
 
-    from s2dit.data.encode import load_vae
+    from s2dit.latent.vae import load_vae
 
     if not cfg.vae:
         raise S2DitError("--vae: the VAE to imitate is required (a Wan VAE folder or a tiny_ae folder)")
