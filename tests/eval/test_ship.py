@@ -12,8 +12,7 @@ from safetensors.torch import load_file
 from s2dit.diffusion.pipeline import PipelineInfo, read_pipeline
 from s2dit.errors import S2DitError
 from s2dit.eval import ship as shipping
-from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
-from s2dit.latent.train_ae import save_tiny_ae
+from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 from s2dit.model.denoiser import load_denoiser, save_denoiser
 from s2dit.model.wan import WanConfig, WanDenoiser
 

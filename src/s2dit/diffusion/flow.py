@@ -68,42 +68,6 @@ class TimestepSampling:
         return sigma.expand(batch, frames).contiguous()
 
 
-def flow_matching_loss(
-    prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Mean squared error between the predicted velocity and the target ``ε - x0`` (float32).
-
-    ``weight`` (broadcastable to the latents, e.g. ``[B, 1, T, H, W]`` from :func:`foreground_weights`)
-    makes it ``mean(w·e²) / mean(w)``: the same scale as the plain loss, more of it where ``w`` is large.
-    """
-    error = (prediction.float() - (noise.float() - x0.float())).square()
-    if weight is None:
-        return error.mean()
-    weight = weight.float().expand_as(error)
-    return (weight * error).mean() / weight.mean()
-
-
-def background_residual(x0: torch.Tensor) -> torch.Tensor:
-    """How far each latent position is from its frame's background: ``[B, T, H, W]`` (float32).
-
-    The background of every latent frame is modelled per channel as a plane ``a + b·x + c·y`` (plain
-    backgrounds and linear gradients), fitted by least squares over the frame; the residual's norm over
-    channels is large on objects, which cover a few percent of the frame and pull the fit little.
-    """
-    B, C, T, H, W = x0.shape
-    y, x = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing="ij")
-    basis = torch.stack([torch.ones_like(x), x, y], -1).reshape(H * W, 3).to(x0.device)  # (N, 3)
-    values = x0.float().permute(0, 2, 3, 4, 1).reshape(B, T, H * W, C)  # (B, T, N, C)
-    coef = torch.linalg.pinv(basis) @ values  # (B, T, 3, C)
-    residual = values - basis @ coef  # (B, T, N, C)
-    return residual.norm(dim=-1).reshape(B, T, H, W)
-
-
-def foreground_weights(x0: torch.Tensor, object_weight: float, threshold: float = 3.0) -> torch.Tensor:
-    """Loss weights ``1 + object_weight·m`` of shape ``[B, 1, T, H, W]``, where the soft object mask ``m``
-    ramps from 0 to 1 as a position's :func:`background_residual` goes from ``threshold`` to
-    ``2·threshold`` times the frame's median residual (so the weights do not depend on the latent scale)."""
-    r = background_residual(x0)
-    median = r.flatten(2).median(dim=-1).values[..., None, None].clamp_min(1e-6)
-    m = ((r / median - threshold) / threshold).clamp(0, 1)
-    return (1 + object_weight * m)[:, None]
+def flow_matching_loss(prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the predicted velocity and the target ``ε - x0`` (float32)."""
+    return (prediction.float() - (noise.float() - x0.float())).square().mean()

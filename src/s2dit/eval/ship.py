@@ -5,7 +5,7 @@ float32) and its ``pipeline.yaml``'s VAE path made relative to the new folder. `
 holds a few held-out micro-world prompts, the noise seed of each, the
 sampling settings and which prompts passed the strict metric when the model was shipped. :func:`score`
 samples them again (the model's own pipeline: its text encoder, VAE and sampler) and scores each clip with
-:func:`~s2dit.eval.micro_metrics.score_clip`; a slow test compares the two.
+:func:`~s2dit.data.micro.metrics.score_clip`; a slow test compares the two.
 """
 
 from __future__ import annotations
@@ -89,14 +89,14 @@ def score(
 ) -> dict:
     """Sample each caption from the model in ``folder`` with its seed and score it: ``passed`` (per caption,
     the strict metric) and ``mean_accuracy`` (over all of them)."""
-    from s2dit.data.encode import load_text_encoder, load_vae
     from s2dit.data.micro.captions import parse_caption
+    from s2dit.data.micro.metrics import score_clip, summarize
     from s2dit.diffusion.pipeline import read_pipeline
-    from s2dit.diffusion.sampling import Condition
-    from s2dit.eval.micro_metrics import score_clip, summarize
+    from s2dit.diffusion.sampling import Condition, generate_latents
+    from s2dit.latent.text import load_text_encoder, pad_text
+    from s2dit.latent.vae import load_vae
     from s2dit.model.denoiser import load_denoiser
-    from s2dit.train.data import pad_text
-    from s2dit.train.evaluate import generate_latents, stream_latents
+    from s2dit.train.evaluate import stream_latents
     from s2dit.videoio import pixels_to_uint8
 
     info = read_pipeline(folder)

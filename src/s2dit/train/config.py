@@ -118,7 +118,6 @@ class TrainConfig:
     chunk_frames: int = 0  # 0: bidirectional; c > 0: block-causal over chunks of c latent frames
     ema_decay: float = 0.999
     ema_warmup: bool = False  # decay min(ema_decay, (1 + k) / (10 + k)) at update k: forget the init fast
-    object_weight: float = 0.0  # flow matching: extra loss weight where latents differ from the background
     compile: bool = False  # torch.compile the denoiser (inductor fuses its elementwise work; ~100 s first)
     parallel: str = "ddp"  # "ddp" or "fsdp" (FSDP2 fully_shard) when launched on several processes
     precision: str = (
@@ -146,8 +145,6 @@ class TrainConfig:
             raise ConfigError(
                 f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
             )
-        if self.object_weight < 0:
-            raise ConfigError(f"object_weight: {self.object_weight} must be >= 0")
         if not 0 <= self.cfg_dropout < 1 or not 0 <= self.ema_decay < 1 or self.chunk_frames < 0:
             raise ConfigError("cfg_dropout and ema_decay must lie in [0, 1); chunk_frames must be >= 0")
         if self.method not in METHODS:

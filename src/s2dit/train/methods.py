@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import torch
 
-from s2dit.diffusion.flow import (
-    NUM_TRAIN_TIMESTEPS,
-    TimestepSampling,
-    add_noise,
-    flow_matching_loss,
-    foreground_weights,
-)
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, TimestepSampling, add_noise, flow_matching_loss
 from s2dit.errors import ConfigError
 from s2dit.train.data import sample_generator
 
 
 class FlowMatching:
     """Flow-matching pretraining (docs/architecture.md §2): per-sample noise, noise levels (per frame if
-    asked) and prompt dropout drawn from generators seeded by the sample's position. ``object_weight > 0``
-    weights the loss towards where the latents differ from the clip's background (:func:`foreground_weights`):
-    small objects are a few percent of the latent, so the plain mean is dominated by the background."""
+    asked) and prompt dropout drawn from generators seeded by the sample's position. The loss is the plain
+    mean over positions: a weight that depends on the clean latents (say, more weight where objects are)
+    would bias the learned distribution towards what it weights (docs/architecture.md, the micro teacher)."""
 
     def __init__(
         self,
@@ -28,11 +22,9 @@ class FlowMatching:
         cfg_dropout: float,
         seed: int,
         chunk_frames: int = 0,
-        object_weight: float = 0.0,
     ):
         self.timesteps, self.cfg_dropout, self.seed = timesteps, cfg_dropout, seed
         self.chunk_frames = chunk_frames or None
-        self.object_weight = object_weight
 
     def inputs(self, batch: dict, null: tuple[torch.Tensor, torch.Tensor]) -> dict:
         """Noise, noise levels and dropped prompts for a batch (CPU tensors)."""
@@ -50,8 +42,7 @@ class FlowMatching:
         d = {k: v.to(device) for k, v in self.inputs(batch, null).items()}
         x = add_noise(d["x0"], d["noise"], d["sigma"])
         v = model(x, d["sigma"] * NUM_TRAIN_TIMESTEPS, d["text"], d["mask"], chunk_frames=self.chunk_frames)
-        weight = foreground_weights(d["x0"], self.object_weight) if self.object_weight > 0 else None
-        return flow_matching_loss(v, d["x0"], d["noise"], weight), {}
+        return flow_matching_loss(v, d["x0"], d["noise"]), {}
 
 
 def flow_matching(cfg, world=None) -> FlowMatching:
@@ -62,4 +53,4 @@ def flow_matching(cfg, world=None) -> FlowMatching:
             f"method {cfg.method} is a distillation stage: pass "
             "build_method=s2dit.distill.methods.build_method to the trainer (s2dit train does)"
         )
-    return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames, cfg.object_weight)
+    return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames)
