@@ -48,11 +48,9 @@ from s2dit.diffusion.stream_pipeline import LiveStream, StreamModel
 MAX_BODY = 16 * 1024
 MAX_PROMPT = 1000
 BOUNDARY = "s2dit-frame"
-VIEWER_WAIT_S = 30.0
+VIEWER_WAIT_S = 30.0  # a stream nobody watches within this time stops
 SOCKET_TIMEOUT_S = 30.0  # an idle or stalled connection (either way) is dropped after this long
-KEEP_FINISHED = (
-    32  # stopped streams whose stats can still be read  # a stream nobody watches within this time stops
-)
+KEEP_FINISHED = 32  # stopped streams whose stats can still be read (their state is freed at once)
 
 
 class RequestError(Exception):
@@ -70,11 +68,17 @@ def encode_jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
 
 
 class StreamWorker(threading.Thread):
-    """Makes one stream's chunks in the background and hands out its frames in order (as JPEG)."""
+    """Makes one stream's chunks in the background and hands out its frames in order (as JPEG).
+
+    When it finishes it lets go of the :class:`LiveStream` (K/V caches, text K/V, decoder tail: ~6 MB for
+    the shipped micro model) and of unsent frames; what :meth:`stats` reports stays."""
 
     def __init__(self, stream_id: str, client: str, live: LiveStream, fps: float, ahead_chunks: int = 2):
         super().__init__(name=f"stream-{stream_id}", daemon=True)
-        self.stream_id, self.client, self.live, self.fps = stream_id, client, live, fps
+        self.stream_id, self.client, self.fps = stream_id, client, fps
+        self.live: LiveStream | None = live  # None once the stream has finished
+        self.prompt = live.prompt  # the prompt of the last chunk made
+        self.chunks = 0
         self.ahead_frames = ahead_chunks * 4 * live.parts.settings.chunk_frames
         self.cond = threading.Condition()
         self.frames: deque[bytes] = deque()
@@ -93,6 +97,14 @@ class StreamWorker(threading.Thread):
         with self.cond:
             self.cond.notify_all()
 
+    def set_prompt(self, prompt: str) -> bool:
+        """Switch to ``prompt`` at the next chunk boundary; False when the stream has stopped."""
+        with self.cond:
+            if self.live is None or self.stopped.is_set():
+                return False
+            self.live.set_prompt(prompt)
+            return True
+
     def run(self) -> None:
         try:
             while not self.stopped.is_set():
@@ -109,12 +121,16 @@ class StreamWorker(threading.Thread):
                         self.first_chunk_latency_s = time.perf_counter() - self.started
                     self.frames.extend(jpegs)
                     self.made += len(jpegs)
+                    self.prompt, self.chunks = chunk.prompt, chunk.index + 1
                     self.cond.notify_all()
         except Exception as e:  # a failed stream reports its error to the page instead of dying silently
             self.error = f"{type(e).__name__}: {e}"
         finally:
-            self.stopped.set()
             with self.cond:
+                self.stopped.set()
+                # the server keeps KEEP_FINISHED finished streams for their stats: not their state
+                self.live = None
+                self.frames.clear()
                 self.cond.notify_all()
 
     def next_frame(self, timeout: float) -> bytes | None:
@@ -134,8 +150,8 @@ class StreamWorker(threading.Thread):
         return {
             "stream": self.stream_id,
             "running": not self.stopped.is_set(),
-            "prompt": self.live.prompt,
-            "chunks": self.live.chunks_done,
+            "prompt": self.prompt,
+            "chunks": self.chunks,
             "frames": self.made,
             "frames_sent": self.sent,
             "fps": self.made / self.busy_s if self.busy_s > 0 else 0.0,  # what the model sustains
@@ -369,9 +385,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         prompt = _prompt(body)
         worker = self.server.stream(body.get("stream"))
-        if worker.stopped.is_set():
+        if not worker.set_prompt(prompt):
             raise RequestError(HTTPStatus.CONFLICT, "the stream has stopped; start a new one")
-        worker.live.set_prompt(prompt)
         self._json(HTTPStatus.OK, {"stream": worker.stream_id, "prompt": prompt, **self._warning(prompt)})
 
     def _warning(self, prompt: str) -> dict:
