@@ -163,3 +163,42 @@ def test_a_burst_of_connections_is_queued_not_dropped(server):
         sock.settimeout(20.0)
         assert sock.recv(64).startswith(b"HTTP/1.1 200")
         sock.close()
+
+
+def read_until_closed(sock: socket.socket, seconds: float = 10.0) -> bytes:
+    """Everything the server sends until it closes ``sock`` (or ``seconds`` pass with nothing new)."""
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+SMUGGLED = b"GET /api/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # answered 404 if taken for a request
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status"),
+    [
+        (
+            b"POST /api/start HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n",
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED),
+            b"411",
+        ),
+        (b"GET /api/streams HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", b"%x\r\n" % len(SMUGGLED), b"411"),
+        (b"GET /api/streams HTTP/1.1\r\nContent-Length: %d\r\n" % len(SMUGGLED), b"", b"200"),
+    ],
+    ids=["chunked-post", "chunked-get", "get-with-a-body"],
+)
+def test_a_body_the_server_does_not_read_is_never_taken_for_a_second_request(server, head, body, status):
+    with socket.create_connection(server.server_address[:2]) as sock:
+        sock.sendall(head + b"Host: 127.0.0.1\r\n\r\n" + body + SMUGGLED)
+        replies = read_until_closed(sock)
+    assert replies.startswith(b"HTTP/1.1 " + status)
+    assert replies.count(b"HTTP/1.1 ") == 1, replies  # one reply, then the connection closes
+    if status == b"411":
+        assert b"Content-Length" in replies.split(b"\r\n\r\n", 1)[1]  # the JSON error says what to send
+    assert get(server, "/api/streams") == []

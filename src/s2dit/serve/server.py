@@ -1,6 +1,7 @@
 """``s2dit serve``: a local web page that streams video from a prompt, with live prompt switching.
 
-The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 403, 404, 409, 415 or 503):
+The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 403, 404, 409, 411, 413,
+415 or 503):
 
 * ``GET /`` - the viewer page (for a micro-world model, with what the micro world can draw);
 * ``POST /api/start {"prompt", "client"?, "seed"?}`` -> ``{"stream": id}``. A client (an id the page keeps
@@ -253,6 +254,7 @@ def _prompt(body: dict) -> str:
 class Handler(BaseHTTPRequestHandler):
     server: StreamServer
     protocol_version = "HTTP/1.1"
+    _unread_body = False  # this request came with a body no route reads (set per request by _dispatch)
 
     def log_message(self, format, *args) -> None:  # quiet: the CLI prints what matters
         pass
@@ -268,7 +270,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
-        if close:
+        if close or self._unread_body:
             self.send_header("Connection", "close")  # also sets close_connection
         self.end_headers()
         self.wfile.write(body)
@@ -324,7 +326,15 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, routes: dict) -> None:
         path = urlparse(self.path).path
         route = routes.get(path)
+        # Only POST routes read a body (exactly Content-Length bytes). Any other body is left in the socket,
+        # where the next readline would take it for a request: end such a connection after the reply.
+        self._unread_body = self.command != "POST" and self.headers.get("Content-Length", "0").strip() != "0"
         try:
+            if "Transfer-Encoding" in self.headers:  # chunked: its body would be read as requests
+                raise RequestError(
+                    HTTPStatus.LENGTH_REQUIRED,
+                    "send the body with a Content-Length (Transfer-Encoding is not supported)",
+                )
             if route is None:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.command} {path}")
             if self.command == "POST":
