@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -202,3 +203,32 @@ def test_a_body_the_server_does_not_read_is_never_taken_for_a_second_request(ser
     if status == b"411":
         assert b"Content-Length" in replies.split(b"\r\n\r\n", 1)[1]  # the JSON error says what to send
     assert get(server, "/api/streams") == []
+
+
+def wait_until(predicate, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def handlers_done() -> bool:
+    return not any("process_request" in t.name for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(
+    "sent", [b"GET /api/str", b"POST /api/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 40\r\n\r\n{"]
+)
+def test_a_reset_connection_leaves_no_traceback(server, capfd, sent):
+    # the client sends part of a request and resets the connection (SO_LINGER 0: RST, not FIN)
+    sock = socket.create_connection(server.server_address[:2])
+    sock.sendall(sent)
+    time.sleep(0.2)  # let the handler start reading
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    assert wait_until(handlers_done)
+    assert get(server, "/api/streams") == []  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err

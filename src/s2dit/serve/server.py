@@ -231,6 +231,14 @@ class StreamServer(ThreadingHTTPServer):
             w.stop()
         super().server_close()
 
+    def handle_error(self, request, client_address) -> None:
+        """What escaped a handler (socketserver prints a traceback): a dropped connection is normal; anything
+        else gets one line on stderr."""
+        e = sys.exc_info()[1]
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            return
+        print(f"error: a request from {client_address[0]}: {type(e).__name__}: {e}", file=sys.stderr)
+
 
 def _check_text(value: str, name: str) -> None:
     try:
@@ -342,7 +350,7 @@ class Handler(BaseHTTPRequestHandler):
             route()
         except RequestError as e:
             self._json(e.status, {"error": str(e)}, close=True)  # the body may be unread: end the connection
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception as e:  # a bug: one line on stderr and a clean 500, never a traceback or a hang
             print(f"error: {self.command} {path}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
