@@ -232,3 +232,18 @@ def test_a_reset_connection_leaves_no_traceback(server, capfd, sent):
     assert get(server, "/api/streams") == []  # still serving
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
+def test_a_viewer_that_never_reads_is_dropped_and_frees_its_slot(server):
+    # A viewer that opens the MJPEG stream and reads nothing: once the server's send buffer is full the
+    # frame writes stall, and after the socket timeout the stream stops. The send buffer is bounded, so that
+    # happens within a few frames instead of after the kernel has buffered megabytes of them.
+    server.socket_timeout_s, server.video_send_buffer = 0.5, 4096
+    _, started = post(server, "/api/start", {"prompt": "a red ball", "client": "tab"}, JSON)
+    sid = started["stream"]
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.connect(server.server_address[:2])
+        sock.sendall(f"GET /api/video?stream={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert wait_until(lambda: not get(server, f"/api/stats?stream={sid}")["running"])
+    assert get(server, "/api/streams") == []

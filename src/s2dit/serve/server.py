@@ -33,6 +33,7 @@ import io
 import ipaddress
 import json
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -168,6 +169,10 @@ class StreamServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the listen backlog: 5 (the default) resets connections under a burst
     socket_timeout_s = SOCKET_TIMEOUT_S
+    # SO_SNDBUF of an MJPEG connection (Linux doubles it). Left to autotuning, the kernel buffers megabytes
+    # for a viewer that reads nothing, and its stream runs for minutes before a write stalls and times out.
+    # 128 KiB is a few dozen frames, and at 100 ms round trip still ~2.5 MB/s.
+    video_send_buffer = 128 * 1024
 
     def __init__(
         self,
@@ -429,6 +434,7 @@ class Handler(BaseHTTPRequestHandler):
         if not worker.viewer.acquire(blocking=False):
             raise RequestError(HTTPStatus.CONFLICT, "this stream already has a viewer")
         try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.video_send_buffer)
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
