@@ -1,6 +1,7 @@
 """The viewer's defences, over real HTTP: cross-site POSTs are refused (Origin, Host, Content-Type), bodies
-nothing downstream can handle get a clean 400 that leaves the client's running stream alone, and idle or
-half-open connections are dropped instead of holding a thread."""
+nothing downstream can handle get a clean 400 that leaves the client's running stream alone, idle or
+half-open connections and viewers that never read are dropped instead of holding a thread or a stream, no
+body is ever read as a request, and a reset connection leaves no traceback."""
 
 from __future__ import annotations
 
