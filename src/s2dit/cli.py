@@ -27,7 +27,9 @@ data_app = typer.Typer(
 )
 eval_app = typer.Typer(help="Score generated videos.", no_args_is_help=True)
 model_app = typer.Typer(
-    help="Inspect S2DiT architectures (parameters, FLOPs, layouts).", no_args_is_help=True
+    help="Inspect S2DiT architectures (parameters, FLOPs, layouts); ship trained models into weights/ and "
+    "check their recorded scores.",
+    no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")

@@ -1,12 +1,14 @@
 """The viewer's defences, over real HTTP: cross-site POSTs are refused (Origin, Host, Content-Type), bodies
-nothing downstream can handle get a clean 400 that leaves the client's running stream alone, and idle or
-half-open connections are dropped instead of holding a thread."""
+nothing downstream can handle get a clean 400 that leaves the client's running stream alone, idle or
+half-open connections and viewers that never read are dropped instead of holding a thread or a stream, no
+body is ever read as a request, and a reset connection leaves no traceback."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -163,3 +165,86 @@ def test_a_burst_of_connections_is_queued_not_dropped(server):
         sock.settimeout(20.0)
         assert sock.recv(64).startswith(b"HTTP/1.1 200")
         sock.close()
+
+
+def read_until_closed(sock: socket.socket, seconds: float = 10.0) -> bytes:
+    """Everything the server sends until it closes ``sock`` (or ``seconds`` pass with nothing new)."""
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+SMUGGLED = b"GET /api/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # answered 404 if taken for a request
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status"),
+    [
+        (
+            b"POST /api/start HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n",
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED),
+            b"411",
+        ),
+        (b"GET /api/streams HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", b"%x\r\n" % len(SMUGGLED), b"411"),
+        (b"GET /api/streams HTTP/1.1\r\nContent-Length: %d\r\n" % len(SMUGGLED), b"", b"200"),
+    ],
+    ids=["chunked-post", "chunked-get", "get-with-a-body"],
+)
+def test_a_body_the_server_does_not_read_is_never_taken_for_a_second_request(server, head, body, status):
+    with socket.create_connection(server.server_address[:2]) as sock:
+        sock.sendall(head + b"Host: 127.0.0.1\r\n\r\n" + body + SMUGGLED)
+        replies = read_until_closed(sock)
+    assert replies.startswith(b"HTTP/1.1 " + status)
+    assert replies.count(b"HTTP/1.1 ") == 1, replies  # one reply, then the connection closes
+    if status == b"411":
+        assert b"Content-Length" in replies.split(b"\r\n\r\n", 1)[1]  # the JSON error says what to send
+    assert get(server, "/api/streams") == []
+
+
+def wait_until(predicate, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def handlers_done() -> bool:
+    return not any("process_request" in t.name for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(
+    "sent", [b"GET /api/str", b"POST /api/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 40\r\n\r\n{"]
+)
+def test_a_reset_connection_leaves_no_traceback(server, capfd, sent):
+    # the client sends part of a request and resets the connection (SO_LINGER 0: RST, not FIN)
+    sock = socket.create_connection(server.server_address[:2])
+    sock.sendall(sent)
+    time.sleep(0.2)  # let the handler start reading
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    assert wait_until(handlers_done)
+    assert get(server, "/api/streams") == []  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
+def test_a_viewer_that_never_reads_is_dropped_and_frees_its_slot(server):
+    # A viewer that opens the MJPEG stream and reads nothing: once the server's send buffer is full the
+    # frame writes stall, and after the socket timeout the stream stops. The send buffer is bounded, so that
+    # happens within a few frames instead of after the kernel has buffered megabytes of them.
+    server.socket_timeout_s, server.video_send_buffer = 0.5, 4096
+    _, started = post(server, "/api/start", {"prompt": "a red ball", "client": "tab"}, JSON)
+    sid = started["stream"]
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.connect(server.server_address[:2])
+        sock.sendall(f"GET /api/video?stream={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert wait_until(lambda: not get(server, f"/api/stats?stream={sid}")["running"])
+    assert get(server, "/api/streams") == []

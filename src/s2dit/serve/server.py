@@ -1,6 +1,7 @@
 """``s2dit serve``: a local web page that streams video from a prompt, with live prompt switching.
 
-The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 403, 404, 409, 415 or 503):
+The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400, 403, 404, 409, 411, 413,
+415 or 503):
 
 * ``GET /`` - the viewer page (for a micro-world model, with what the micro world can draw);
 * ``POST /api/start {"prompt", "client"?, "seed"?}`` -> ``{"stream": id}``. A client (an id the page keeps
@@ -16,7 +17,11 @@ The HTTP API (JSON in, JSON out; errors are ``{"error": "..."}`` with status 400
 POSTs must say ``Content-Type: application/json`` (415 otherwise: an HTML form cannot), and a browser's
 ``Origin`` must be this server itself (403 otherwise), so a web page on another site cannot start or steer
 streams. On a loopback address the ``Host`` must be a loopback name too (DNS rebinding). Sockets time out
-after :data:`SOCKET_TIMEOUT_S`, so an idle, half-open or never-reading client does not hold a thread.
+after :data:`SOCKET_TIMEOUT_S`, so an idle, half-open or never-reading client does not hold a thread (the
+MJPEG socket's send buffer is small, so a viewer that reads nothing stalls soon). A body comes with
+``Content-Length`` (``Transfer-Encoding: chunked``: 411), and a connection whose body was not read is
+closed after the reply, so no body is ever taken for a request. A client that resets its connection costs
+nothing but the connection.
 
 With ``check_prompts`` (micro-world models), the replies to start and prompt carry ``"warning"``, one line
 naming what of the prompt the micro world cannot draw (also printed on stderr).
@@ -32,6 +37,7 @@ import io
 import ipaddress
 import json
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -48,11 +54,9 @@ from s2dit.diffusion.stream_pipeline import LiveStream, StreamModel
 MAX_BODY = 16 * 1024
 MAX_PROMPT = 1000
 BOUNDARY = "s2dit-frame"
-VIEWER_WAIT_S = 30.0
+VIEWER_WAIT_S = 30.0  # a stream nobody watches within this time stops
 SOCKET_TIMEOUT_S = 30.0  # an idle or stalled connection (either way) is dropped after this long
-KEEP_FINISHED = (
-    32  # stopped streams whose stats can still be read  # a stream nobody watches within this time stops
-)
+KEEP_FINISHED = 32  # stopped streams whose stats can still be read (their state is freed at once)
 
 
 class RequestError(Exception):
@@ -70,11 +74,17 @@ def encode_jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
 
 
 class StreamWorker(threading.Thread):
-    """Makes one stream's chunks in the background and hands out its frames in order (as JPEG)."""
+    """Makes one stream's chunks in the background and hands out its frames in order (as JPEG).
+
+    When it finishes it lets go of the :class:`LiveStream` (K/V caches, text K/V, decoder tail: ~6 MB for
+    the shipped micro model) and of unsent frames; what :meth:`stats` reports stays."""
 
     def __init__(self, stream_id: str, client: str, live: LiveStream, fps: float, ahead_chunks: int = 2):
         super().__init__(name=f"stream-{stream_id}", daemon=True)
-        self.stream_id, self.client, self.live, self.fps = stream_id, client, live, fps
+        self.stream_id, self.client, self.fps = stream_id, client, fps
+        self.live: LiveStream | None = live  # None once the stream has finished
+        self.prompt = live.prompt  # the prompt of the last chunk made
+        self.chunks = 0
         self.ahead_frames = ahead_chunks * 4 * live.parts.settings.chunk_frames
         self.cond = threading.Condition()
         self.frames: deque[bytes] = deque()
@@ -93,6 +103,14 @@ class StreamWorker(threading.Thread):
         with self.cond:
             self.cond.notify_all()
 
+    def set_prompt(self, prompt: str) -> bool:
+        """Switch to ``prompt`` at the next chunk boundary; False when the stream has stopped."""
+        with self.cond:
+            if self.live is None or self.stopped.is_set():
+                return False
+            self.live.set_prompt(prompt)
+            return True
+
     def run(self) -> None:
         try:
             while not self.stopped.is_set():
@@ -109,12 +127,16 @@ class StreamWorker(threading.Thread):
                         self.first_chunk_latency_s = time.perf_counter() - self.started
                     self.frames.extend(jpegs)
                     self.made += len(jpegs)
+                    self.prompt, self.chunks = chunk.prompt, chunk.index + 1
                     self.cond.notify_all()
         except Exception as e:  # a failed stream reports its error to the page instead of dying silently
             self.error = f"{type(e).__name__}: {e}"
         finally:
-            self.stopped.set()
             with self.cond:
+                self.stopped.set()
+                # the server keeps KEEP_FINISHED finished streams for their stats: not their state
+                self.live = None
+                self.frames.clear()
                 self.cond.notify_all()
 
     def next_frame(self, timeout: float) -> bytes | None:
@@ -134,8 +156,8 @@ class StreamWorker(threading.Thread):
         return {
             "stream": self.stream_id,
             "running": not self.stopped.is_set(),
-            "prompt": self.live.prompt,
-            "chunks": self.live.chunks_done,
+            "prompt": self.prompt,
+            "chunks": self.chunks,
             "frames": self.made,
             "frames_sent": self.sent,
             "fps": self.made / self.busy_s if self.busy_s > 0 else 0.0,  # what the model sustains
@@ -151,6 +173,11 @@ class StreamServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the listen backlog: 5 (the default) resets connections under a burst
     socket_timeout_s = SOCKET_TIMEOUT_S
+    # SO_SNDBUF of an MJPEG connection (Linux doubles it). Left to autotuning, the kernel buffers megabytes
+    # for a viewer that reads nothing, and its stream runs long before a write stalls and times out.
+    # Measured on loopback with 1 KB frames and a 1 s timeout: autotuned, ~3 MB (3020 frames, 66 s) went out
+    # before the stream stopped; at 128 KiB, 0.36 MB (9.5 s). At 100 ms round trip it still passes ~2.5 MB/s.
+    video_send_buffer = 128 * 1024
 
     def __init__(
         self,
@@ -214,6 +241,14 @@ class StreamServer(ThreadingHTTPServer):
             w.stop()
         super().server_close()
 
+    def handle_error(self, request, client_address) -> None:
+        """What escaped a handler (socketserver prints a traceback): a dropped connection is normal; anything
+        else gets one line on stderr."""
+        e = sys.exc_info()[1]
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            return
+        print(f"error: a request from {client_address[0]}: {type(e).__name__}: {e}", file=sys.stderr)
+
 
 def _check_text(value: str, name: str) -> None:
     try:
@@ -237,6 +272,7 @@ def _prompt(body: dict) -> str:
 class Handler(BaseHTTPRequestHandler):
     server: StreamServer
     protocol_version = "HTTP/1.1"
+    _unread_body = False  # this request came with a body no route reads (set per request by _dispatch)
 
     def log_message(self, format, *args) -> None:  # quiet: the CLI prints what matters
         pass
@@ -252,7 +288,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
-        if close:
+        if close or self._unread_body:
             self.send_header("Connection", "close")  # also sets close_connection
         self.end_headers()
         self.wfile.write(body)
@@ -308,7 +344,15 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, routes: dict) -> None:
         path = urlparse(self.path).path
         route = routes.get(path)
+        # Only POST routes read a body (exactly Content-Length bytes). Any other body is left in the socket,
+        # where the next readline would take it for a request: end such a connection after the reply.
+        self._unread_body = self.command != "POST" and self.headers.get("Content-Length", "0").strip() != "0"
         try:
+            if "Transfer-Encoding" in self.headers:  # chunked: its body would be read as requests
+                raise RequestError(
+                    HTTPStatus.LENGTH_REQUIRED,
+                    "send the body with a Content-Length (Transfer-Encoding is not supported)",
+                )
             if route is None:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.command} {path}")
             if self.command == "POST":
@@ -316,7 +360,7 @@ class Handler(BaseHTTPRequestHandler):
             route()
         except RequestError as e:
             self._json(e.status, {"error": str(e)}, close=True)  # the body may be unread: end the connection
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception as e:  # a bug: one line on stderr and a clean 500, never a traceback or a hang
             print(f"error: {self.command} {path}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
@@ -369,9 +413,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         prompt = _prompt(body)
         worker = self.server.stream(body.get("stream"))
-        if worker.stopped.is_set():
+        if not worker.set_prompt(prompt):
             raise RequestError(HTTPStatus.CONFLICT, "the stream has stopped; start a new one")
-        worker.live.set_prompt(prompt)
         self._json(HTTPStatus.OK, {"stream": worker.stream_id, "prompt": prompt, **self._warning(prompt)})
 
     def _warning(self, prompt: str) -> dict:
@@ -396,6 +439,7 @@ class Handler(BaseHTTPRequestHandler):
         if not worker.viewer.acquire(blocking=False):
             raise RequestError(HTTPStatus.CONFLICT, "this stream already has a viewer")
         try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.video_send_buffer)
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
