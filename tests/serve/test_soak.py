@@ -26,11 +26,14 @@ def rss_mb() -> float:
 
 
 def held_tensor_bytes() -> int:
-    """Bytes of every tensor storage Python can reach (each storage once; the model's weights included)."""
+    """Bytes of every real tensor storage Python can reach (each storage once; the model's weights included).
+
+    Only plain tensors and parameters count: fake and functional tensors that an earlier ``torch.compile``
+    test left for the collector hold no memory and have no data pointer."""
     gc.collect()
     storages = {}
     for obj in gc.get_objects():
-        if issubclass(type(obj), torch.Tensor):  # type(): isinstance would ask proxies for __class__
+        if type(obj) in (torch.Tensor, torch.nn.Parameter):  # type(): isinstance would ask proxies for __class__
             storage = obj.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
     return sum(storages.values())
