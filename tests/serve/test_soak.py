@@ -33,7 +33,7 @@ def held_tensor_bytes() -> int:
     gc.collect()
     storages = {}
     for obj in gc.get_objects():
-        if type(obj) in (torch.Tensor, torch.nn.Parameter):  # type(): isinstance would ask proxies for __class__
+        if type(obj) in (torch.Tensor, torch.nn.Parameter):  # type(): isinstance asks proxies for __class__
             storage = obj.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
     return sum(storages.values())
