@@ -20,7 +20,10 @@ def test_temporary_keeps_the_suffix_and_stale_ones_are_removed(tmp_path):
         assert tmp.suffix == ".mp4" and tmp.name.startswith(".tmp-")
         tmp.write_bytes(b"x")
     (tmp_path / ".tmp-left.mp4").write_bytes(b"x")
-    assert remove_stale_temporaries(tmp_path) == 1
+    (tmp_path / ".tmp-other.mp4.abc").write_bytes(b"x")
+    (tmp_path / ".tmp-v.mp4.def").write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path, ["v.mp4", "[v].mp4"]) == 1  # names only, globs escaped
+    assert remove_stale_temporaries(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -115,11 +116,14 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] | None = None) -> int:
     """Delete temporaries left by interrupted :func:`atomic_path` and :func:`atomic_folder` writes in
-    ``folder``; return how many."""
+    ``folder``; return how many. With ``names``, only those of writes to these file names (what one of
+    several processes sharing the folder owns: the others' writes in progress are left alone)."""
+    patterns = [".tmp-*"] if names is None else [f".tmp-{glob.escape(name)}.*" for name in names]
     removed = 0
-    for p in Path(folder).glob(".tmp-*"):
-        _remove(p)
-        removed += 1
+    for pattern in patterns:
+        for p in Path(folder).glob(pattern):
+            _remove(p)
+            removed += 1
     return removed

@@ -6,6 +6,7 @@ User mistakes (:class:`~s2dit.errors.S2DitError`) print one ``error:`` line and 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from s2dit.errors import S2DitError
+from s2dit.errors import ConfigError, S2DitError
 
 app = typer.Typer(
     name="s2dit",
@@ -736,11 +737,11 @@ def train_denoiser(
 
     if config is None:
         raise S2DitError("s2dit train needs --config FILE (or a subcommand: s2dit train vae ...)")
-    cfg = load_config(TrainConfig, config, list(set_))
     if max_steps is not None and max_steps < 1:
         raise S2DitError(f"--max-steps must be at least 1, got {max_steps}")
-    if max_seconds is not None and max_seconds <= 0:
-        raise S2DitError(f"--max-seconds must be positive, got {max_seconds}")
+    if max_seconds is not None and not 0 < max_seconds < math.inf:
+        raise S2DitError(f"--max-seconds must be positive and finite, got {max_seconds}")
+    cfg = load_config(TrainConfig, config, list(set_))
     row = train(cfg, max_steps=max_steps, max_seconds=max_seconds, build_method=build_method)
     console.print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
 
@@ -752,6 +753,17 @@ def _speaks_micro(checkpoint: Path | None) -> bool:
     from s2dit.diffusion.pipeline import read_pipeline
 
     return read_pipeline(checkpoint).text == "minilm"
+
+
+def _check_text(texts: list[str], what: str = "the prompt") -> None:
+    """Refuse text that is not valid Unicode: argument bytes that are not UTF-8 reach Python as lone
+    surrogates, which no tokenizer takes."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "backslashreplace").decode()
+            raise S2DitError(f"{what} {shown!r} is not valid UTF-8 text") from None
 
 
 def _warn_unknown_words(prompts: list[str], checkpoint: Path | None) -> None:
@@ -795,6 +807,8 @@ def generate(
     from s2dit.diffusion.pipeline import generate as run
     from s2dit.shipped import GENERATE_MODEL, shipped_model
 
+    _check_text([prompt])
+    _check_text([negative], "--negative")
     checkpoint = checkpoint or shipped_model(GENERATE_MODEL)
     _warn_unknown_words([prompt], checkpoint)
     request = GenerateRequest(
@@ -835,9 +849,12 @@ def _stream_parts(checkpoint, random_weights, preset, size, vae, device, chunk, 
         )
     overrides = {"chunk_frames": chunk, "window_chunks": window, "sink_chunks": sink, "steps": steps}
     overrides["shift"] = shift
-    parts.settings = dataclasses.replace(
-        parts.settings, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    try:
+        parts.settings = dataclasses.replace(
+            parts.settings, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except ConfigError as e:
+        raise S2DitError(f"stream {e} (from --chunk, --window, --sink, --steps, --shift)") from None
     if random_weights:
         console.print("[yellow]warning:[/] random weights: the frames are noise (for benchmarking only)")
     return parts
@@ -897,10 +914,11 @@ def stream(
 
     if len(then) != len(at):
         raise S2DitError(f"{len(then)} --then prompt(s) but {len(at)} --at time(s): give one --at per --then")
-    if seconds <= 0 or any(a < 0 or a >= seconds for a in at):
-        raise S2DitError("--seconds must be positive and every --at within [0, --seconds)")
+    if not 0 < seconds < math.inf or not all(0 <= a < seconds for a in at):  # NaN fails both
+        raise S2DitError("--seconds must be positive and finite and every --at within [0, --seconds)")
     if dtype not in PRECISIONS:
         raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
+    _check_text([prompt, *then])
     checkpoint = _stream_checkpoint(checkpoint, random_weights)
     _warn_unknown_words([prompt, *then], checkpoint)
     parts = _stream_parts(
@@ -1058,8 +1076,8 @@ def search_layout(
     from s2dit.search.sweep import describe, reference_layouts
 
     table, problem = _search_inputs(latency, quality, depth, tokens, kinds)
-    if budget_ms <= 0:
-        raise S2DitError(f"--budget-ms must be positive, got {budget_ms}")
+    if not 0 < budget_ms < math.inf:  # NaN fails too
+        raise S2DitError(f"--budget-ms must be positive and finite, got {budget_ms}")
     found = solve_stable(problem, budget_ms, param_cap=param_cap)
     if found is None:
         cheapest = min(problem.latency("L" * depth), problem.latency("S" * depth))
@@ -1103,8 +1121,8 @@ def search_sweep(
     """Sweep budgets: the Pareto front of latency vs quality as JSON and a PNG, with references marked."""
     from s2dit.search.sweep import reference_layouts, sweep, write_sweep
 
-    if points < 2:
-        raise S2DitError("--points must be at least 2")
+    if not 2 <= points <= 10_000:
+        raise S2DitError(f"--points must be in 2..10000, got {points}")
     table, problem = _search_inputs(latency, quality, depth, tokens, kinds)
     refs = reference_layouts(depth, problem.kinds, list(reference))
     found, front = sweep(problem, points)
@@ -1377,8 +1395,9 @@ def export_run(
     """Stream a prompt through an exported model, as a phone app would, and write the mp4."""
     from s2dit.export.runner import run_export
 
-    if seconds <= 0:
-        raise S2DitError("--seconds must be positive")
+    if not 0 < seconds < math.inf:  # NaN fails too
+        raise S2DitError("--seconds must be positive and finite")
+    _check_text([prompt])
     done = run_export(folder, prompt, seconds, out, seed)
     console.print(
         f"wrote {done['out']}: {done['frames']} frames in {done['chunks']} chunks ({done['runtime']})"

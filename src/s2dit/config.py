@@ -23,6 +23,7 @@ import yaml
 
 from s2dit.atomic import write_text_atomic
 from s2dit.errors import ConfigError
+from s2dit.files import read_yaml
 
 T = TypeVar("T")
 
@@ -193,15 +194,7 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"{path}: not a readable YAML file ({str(e).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    return read_yaml(path)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

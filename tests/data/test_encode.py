@@ -54,9 +54,16 @@ def test_ranks_split_the_shards_and_a_rerun_resumes(world, vae_dir, tmp_path, mo
     cfg = config(world, out, vae_dir)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
+    out.mkdir()
+    in_progress = out / ".tmp-shard-00000.safetensors.rank0"  # rank 0 is writing its shard 0
+    stale = out / ".tmp-shard-00003.safetensors.killed"  # rank 1's own write from a killed run
+    in_progress.write_bytes(b"x")
+    stale.write_bytes(b"x")
     with pytest.warns(UserWarning):
         assert encode_folder(cfg, progress=False)["shards"] == 2  # shards 1 and 3
     assert sorted(p.name for p in out.glob("shard-*.json")) == ["shard-00001.json", "shard-00003.json"]
+    assert in_progress.exists() and not stale.exists()  # a rank cleans up only its own writes
+    in_progress.unlink()
     assert not (out / "index.json").exists()  # rank 0 has not finished
     monkeypatch.setenv("RANK", "0")
     with pytest.warns(UserWarning):

@@ -154,7 +154,7 @@ def test_the_runner_refuses_a_folder_its_manifest_does_not_describe(tmp_path):
     with pytest.raises(S2DitError, match="schema"):
         ExportedStream(copy)
     (copy / "manifest.json").write_text("{")
-    with pytest.raises(S2DitError, match="damaged"):
+    with pytest.raises(S2DitError, match="not a readable JSON file"):
         ExportedStream(copy)
     with pytest.raises(S2DitError, match=r"no manifest\.json"):
         ExportedStream(tmp_path)

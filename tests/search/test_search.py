@@ -52,6 +52,9 @@ def quality_dict(depth: int = 6, kinds: str = "LSF") -> dict:
         (lambda d: d["entries"][2].update(tokens=1.5), r"entries\[2\]\.tokens"),
         (lambda d: d["entries"][0].pop("kind"), r"entries\[0\]\.kind"),
         (lambda d: d["entries"][1].update({"pass": None}), r"entries\[1\]\.pass"),
+        (lambda d: d["entries"][4].update(ms=1e308), r"entries\[4\]\.ms"),  # sums overflow to inf
+        (lambda d: d["entries"][4].update(ms=math.nan), r"entries\[4\]\.ms"),
+        (lambda d: d["entries"].append(dict(d["entries"][2])), r"entries\[10\]: measures .*entries\[2\]"),
     ],
 )
 def test_latency_schema_errors_name_the_bad_field(edit, field):
@@ -240,6 +243,12 @@ def test_supernet_sweep_and_layout_commands_end_to_end(latents, tmp_path):
         [f"{BIN}/s2dit", "search", "layout", *common, "--budget-ms", "0.5"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "no layout fits" in result.stderr
+    for bad in ("nan", "inf", "-1"):
+        result = subprocess.run(
+            [f"{BIN}/s2dit", "search", "layout", *common, "--budget-ms", bad], capture_output=True, text=True
+        )
+        assert result.returncode == 2 and "--budget-ms must be positive and finite" in result.stderr, bad
+        assert "Traceback" not in result.stderr
 
 
 def test_predicted_latency_of_a_chosen_layout_counts_the_built_models_blocks():

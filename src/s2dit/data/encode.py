@@ -25,11 +25,11 @@ import os
 from pathlib import Path
 
 import torch
-import yaml
 
 from s2dit.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.files import load_safetensors, open_safetensors, read_json, read_yaml
 from s2dit.latent.text import load_text_encoder
 from s2dit.latent.vae import load_vae
 from s2dit.lock import FolderLock
@@ -88,22 +88,23 @@ def _encode(cfg: EncodeConfig, progress: bool) -> dict:
     out = Path(cfg.out)
     if (out / "config.yaml").is_file():
         # The folder's own location may change (a moved or copied folder resumes); nothing else may.
-        old = dataclasses.replace(
-            from_dict(EncodeConfig, yaml.safe_load((out / "config.yaml").read_text()) or {}), out=cfg.out
-        )
+        old = dataclasses.replace(from_dict(EncodeConfig, read_yaml(out / "config.yaml")), out=cfg.out)
         if old != cfg:
             raise S2DitError(f"{out} holds shards made with other settings ({describe_changes(old, cfg)})")
     out.mkdir(parents=True, exist_ok=True)
     rank, world = rank_and_world()
     if rank == 0:
         save_config(cfg, out / "config.yaml")
-    remove_stale_temporaries(out)
+    pairs = read_captions(cfg.videos)
+    n_shards = (len(pairs) + cfg.shard_size - 1) // cfg.shard_size
+    owned = [s for s in range(n_shards) if s % world == rank]
+    # Each rank cleans up only its own interrupted writes: another rank's may be in progress.
+    names = [f"shard-{s:05d}{ext}" for s in owned for ext in (".safetensors", ".json")]
+    remove_stale_temporaries(out, names + (["config.yaml", NULL_TEXT, "index.json"] if rank == 0 else []))
     if rank == 0 and not (out / NULL_TEXT).is_file():
         _write_null_text(out, load_text_encoder(cfg.text, cfg.text_max_length))
 
-    pairs = read_captions(cfg.videos)
-    n_shards = (len(pairs) + cfg.shard_size - 1) // cfg.shard_size
-    mine = [s for s in range(n_shards) if s % world == rank and not (out / f"shard-{s:05d}.json").is_file()]
+    mine = [s for s in owned if not (out / f"shard-{s:05d}.json").is_file()]
     summary = {"rank": rank, "shards": len(mine), "clips": 0, "skipped": 0}
     if mine:
         vae = load_vae(cfg.vae)
@@ -185,25 +186,24 @@ class LatentShardDataset(torch.utils.data.Dataset):
         if not index.is_file():
             raise S2DitError(f"{self.folder} has no index.json: run (or finish) s2dit data encode first")
         self.items = []
-        for entry in json.loads(index.read_text())["shards"]:
-            meta = json.loads((self.folder / entry["shard"]).with_suffix(".json").read_text())
-            self.items += [(entry["shard"], i, row) for i, row in enumerate(meta["rows"])]
+        try:
+            for entry in read_json(index)["shards"]:
+                meta = read_json((self.folder / entry["shard"]).with_suffix(".json"))
+                self.items += [(entry["shard"], i, row) for i, row in enumerate(meta["rows"])]
+        except (KeyError, TypeError) as e:
+            raise S2DitError(f"{self.folder}: index.json or a shard's .json is damaged ({e!r})") from None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def null_text(self) -> torch.Tensor:
         """The empty prompt's embedding ``[L, D]`` (the unconditional input of CFG)."""
-        from safetensors.torch import load_file
-
         path = self.folder / NULL_TEXT
         if not path.is_file():
             raise S2DitError(f"{path} is missing: rerun s2dit data encode on this folder to add it")
-        return load_file(path)["text"]
+        return load_safetensors(path)["text"]
 
     def __getitem__(self, i: int) -> dict:
-        from safetensors import safe_open
-
         shard, k, row = self.items[i]
-        with safe_open(self.folder / shard, "pt") as f:
+        with open_safetensors(self.folder / shard) as f:
             return {"latents": f.get_tensor(f"latents_{k}"), "text": f.get_tensor(f"text_{k}"), **row}

@@ -8,15 +8,16 @@ default) are encoded, the latents sampled with CFG, decoded, and written as an m
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
 import torch
-import yaml
 
 from s2dit.config import from_dict
 from s2dit.diffusion.streaming import StreamSettings
 from s2dit.errors import S2DitError
+from s2dit.files import read_yaml
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ def read_pipeline(checkpoint: str | os.PathLike) -> PipelineInfo:
     path = Path(checkpoint)
     for candidate in (path / "pipeline.yaml", path / "model" / "pipeline.yaml"):
         if candidate.is_file():
-            info = from_dict(PipelineInfo, yaml.safe_load(candidate.read_text()) or {})
+            info = from_dict(PipelineInfo, read_yaml(candidate))
             info.vae = resolve_path(info.vae, candidate.parent)
             if info.text not in ("minilm", "hashed"):
                 info.text = resolve_path(info.text, candidate.parent)
@@ -59,6 +60,10 @@ def resolve_path(value: str, folder: Path) -> str:
         if (base / value).exists():
             return value if base == Path.cwd() else os.path.normpath(base / value)
     return value
+
+
+MAX_STEPS = 10_000  # a sampling schedule longer than this is a typo, not a request
+MAX_LATENT_FRAMES = 1024  # the temporal positions Wan's RoPE tables cover (diffusers' max_seq_len)
 
 
 @dataclasses.dataclass
@@ -90,10 +95,19 @@ def generate(req: GenerateRequest, progress: bool = True) -> dict:
     info = read_pipeline(req.checkpoint)
     steps, cfg = req.steps or info.steps, info.cfg if req.cfg is None else req.cfg
     shift, sampler = req.shift or info.shift, req.sampler or info.sampler
+    if req.sampler is None and info.sampler == "stream":
+        raise S2DitError(
+            f"{req.checkpoint} is a streaming model (its pipeline.yaml says sampler: stream): "
+            "use s2dit stream, or pass --sampler euler|unipc to sample it bidirectionally anyway"
+        )
     if sampler not in SAMPLERS:
         raise S2DitError(f"--sampler {sampler!r}: choose from {', '.join(SAMPLERS)}")
-    if steps < 1 or cfg < 0 or shift <= 0:
-        raise S2DitError("--steps must be >= 1, --cfg >= 0 and --shift > 0")
+    if not (steps >= 1 and 0 <= cfg < math.inf and 0 < shift < math.inf):  # NaN fails too
+        raise S2DitError("--steps must be >= 1, --cfg >= 0 and --shift > 0 (finite)")
+    if steps > MAX_STEPS:
+        raise S2DitError(f"--steps {steps}: at most {MAX_STEPS}")
+    if req.frames is not None and not 1 <= req.frames <= MAX_LATENT_FRAMES:
+        raise S2DitError(f"--frames {req.frames}: give 1 to {MAX_LATENT_FRAMES} latent frames")
     if not req.prompt.strip():
         raise S2DitError("the prompt is empty")
     vae_path = req.vae or info.vae
@@ -115,7 +129,7 @@ def generate(req: GenerateRequest, progress: bool = True) -> dict:
     (text, mask), (neg, neg_mask) = (pad_text([t], info.text_len) for t in texts)
     dev = torch.device(req.device)
     shape = list(info.latent_shape)
-    if req.frames:
+    if req.frames is not None:
         shape[1] = req.frames
     latents = generate_latents(
         model,

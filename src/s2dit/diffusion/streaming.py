@@ -17,6 +17,7 @@ stream still remembers every chunk, the two are equal; tests hold them to it.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -25,6 +26,8 @@ from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, shift_sigma, x0
 from s2dit.diffusion.sampling import Condition
 from s2dit.errors import ConfigError
 from s2dit.model.state import StreamSpec
+
+MAX_CHUNKS = 1024  # latent frames per chunk, or chunks in the window: more is a typo (and terabytes of cache)
 
 
 @dataclasses.dataclass
@@ -39,14 +42,19 @@ class StreamSettings:
     context_t: float = 0.0  # timestep of the commit pass (0: the clean chunk)
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"stream.steps: {self.steps} must be at least 1")
-        if self.shift <= 0:
-            raise ConfigError(f"stream.shift: {self.shift} must be positive")
-        if self.chunk_frames < 1 or self.window_chunks < 1 or self.sink_chunks < 0:
-            raise ConfigError("stream: chunk_frames and window_chunks must be >= 1, sink_chunks >= 0")
+        # Messages name the field only: from_dict adds where it sits (``stream.steps``).
+        if not 1 <= self.steps <= NUM_TRAIN_TIMESTEPS:
+            raise ConfigError(f"steps: {self.steps} must be in 1..{NUM_TRAIN_TIMESTEPS}")
+        if not 0 < self.shift < math.inf:  # NaN fails too
+            raise ConfigError(f"shift: {self.shift} must be positive and finite")
+        sizes = (self.chunk_frames, self.window_chunks, self.sink_chunks + 1)
+        if not all(1 <= n <= MAX_CHUNKS for n in sizes):
+            raise ConfigError(
+                f"chunk_frames {self.chunk_frames} and window_chunks {self.window_chunks} must be in "
+                f"1..{MAX_CHUNKS}, sink_chunks {self.sink_chunks} in 0..{MAX_CHUNKS - 1}"
+            )
         if not 0 <= self.context_t < NUM_TRAIN_TIMESTEPS:
-            raise ConfigError(f"stream.context_t: {self.context_t} must be in [0, {NUM_TRAIN_TIMESTEPS:g})")
+            raise ConfigError(f"context_t: {self.context_t} must be in [0, {NUM_TRAIN_TIMESTEPS:g})")
 
     @property
     def spec(self) -> StreamSpec:

@@ -30,6 +30,7 @@ from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
 from s2dit.diffusion.sampling import Condition, euler, guided, sigma_schedule
 from s2dit.errors import S2DitError
+from s2dit.files import read_json
 from s2dit.latent.text import pad_text
 from s2dit.train.data import Epochs
 
@@ -138,7 +139,7 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "cache.json"
     if saved.is_file():
-        old = json.loads(saved.read_text())
+        old = read_json(saved)
         changed = sorted(k for k in meta if old.get(k) != meta[k])
         if changed:
             raise S2DitError(
@@ -215,7 +216,7 @@ class TrajectoryCache(torch.utils.data.Dataset):
             raise S2DitError(
                 f"{self.folder} is not a complete trajectory cache (no {COMPLETE}): run s2dit distill cache"
             )
-        self.meta = json.loads((self.folder / "cache.json").read_text())
+        self.meta = read_json(self.folder / "cache.json")
 
     def __len__(self) -> int:
         return self.meta["samples"]

@@ -20,6 +20,7 @@ import torch
 from s2dit.atomic import write_text_atomic
 from s2dit.config import from_dict
 from s2dit.errors import S2DitError
+from s2dit.files import load_safetensors, read_yaml
 
 CHECK_FILE = "check.json"
 
@@ -50,7 +51,7 @@ def ship(source: str | Path, dest: str | Path) -> Path:
     import shutil
 
     import yaml
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from s2dit.atomic import atomic_folder
     from s2dit.diffusion.pipeline import read_pipeline
@@ -64,12 +65,12 @@ def ship(source: str | Path, dest: str | Path) -> Path:
     with atomic_folder(dest) as tmp:
         for f in sorted(source.iterdir()):
             if f.suffix == ".safetensors":
-                state = load_file(f)
+                state = load_safetensors(f)
                 half = {k: v.bfloat16() if v.is_floating_point() else v for k, v in state.items()}
                 save_file(half, str(tmp / f.name))
             elif f.is_file():
                 shutil.copy2(f, tmp / f.name)
-        pipeline = yaml.safe_load((source / "pipeline.yaml").read_text()) or {}
+        pipeline = read_yaml(source / "pipeline.yaml")
         if info.vae:
             pipeline["vae"] = os.path.relpath(Path(info.vae).resolve(), dest.resolve())
         write_text_atomic(tmp / "pipeline.yaml", yaml.safe_dump(pipeline, sort_keys=False))

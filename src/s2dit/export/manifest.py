@@ -12,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from s2dit.atomic import write_text_atomic
 from s2dit.errors import S2DitError
+from s2dit.files import read_json
 
 SCHEMA = "s2dit.export/1"
 MANIFEST = "manifest.json"
+MAX_SIZE = 2**31 - 1  # any size, length or tensor element count above this is damage, not a model
 
 
 @dataclasses.dataclass
@@ -60,8 +63,8 @@ class Manifest:
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise S2DitError(f"{folder} has no {MANIFEST}: not an s2dit export folder")
+        raw = read_json(path)
         try:
-            raw = json.loads(path.read_text())
             if raw.get("schema") != SCHEMA:
                 raise S2DitError(f"{path}: schema {raw.get('schema')!r}, this s2dit reads {SCHEMA!r}")
             entries = {
@@ -73,9 +76,49 @@ class Manifest:
                 )
                 for k, e in raw.pop("entry_points").items()
             }
-            return cls(**raw, entry_points=entries)
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            manifest = cls(**raw, entry_points=entries)
+        except (KeyError, TypeError, AttributeError) as e:
             raise S2DitError(f"{path} is damaged or incomplete ({e})") from None
+        manifest.validate(path)
+        return manifest
+
+    def validate(self, path: Path | str) -> None:
+        """Refuse values no export writes (a hand-edited or damaged manifest) before anything is allocated."""
+
+        def fail(field: str, message: str):
+            raise S2DitError(f"{path}: {field} {message}")
+
+        def count(value, field: str, low: int = 1) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_SIZE:
+                fail(field, f"must be an integer in {low}..{MAX_SIZE}, got {value!r}")
+
+        for field in ("runtime", "checkpoint", "text_encoder", "precision"):
+            if not isinstance(getattr(self, field), str):
+                fail(field, "must be a string")
+        for field in ("channels", "text_len", "text_dim"):
+            count(getattr(self, field), field)
+        for field in ("latent_size", "video_size"):
+            sizes = getattr(self, field)
+            if not isinstance(sizes, list) or len(sizes) != 2:
+                fail(field, f"must be a list of two sizes, got {sizes!r}")
+            for i, n in enumerate(sizes):
+                count(n, f"{field}[{i}]")
+        fps = self.fps
+        if not isinstance(fps, int | float) or isinstance(fps, bool) or not 0 < fps <= 1000:
+            fail("fps", f"must be a number in (0, 1000], got {fps!r}")
+        if not isinstance(self.stream, dict):
+            fail("stream", "must be an object")
+        for name, entry in self.entry_points.items():
+            if not isinstance(entry.file, str) or not isinstance(entry.sha256, str):
+                fail(f"entry_points.{name}", "needs file and sha256 strings")
+            for spec in (*entry.inputs, *entry.outputs):
+                where = f"entry_points.{name} tensor {spec.name!r}"
+                if not isinstance(spec.shape, list):
+                    fail(where, "needs a shape list")
+                for n in spec.shape:
+                    count(n, where + " shape", low=0)
+                if math.prod(spec.shape) > MAX_SIZE:
+                    fail(where, f"has {math.prod(spec.shape)} elements (at most {MAX_SIZE})")
 
     def check(self, folder: str | Path, runtime: str | None = None) -> None:
         """Refuse a folder whose artefacts are not the ones this manifest describes."""

@@ -30,7 +30,7 @@ class ExportedStream:
         self.manifest = m = Manifest.read(folder)
         m.check(folder, runtime)
         self.calls = {name: open_entry(m.runtime, self.folder / e.file) for name, e in m.entry_points.items()}
-        self.settings = from_dict(StreamSettings, m.stream)
+        self.settings = from_dict(StreamSettings, m.stream, prefix="manifest stream.")
         self.seed = seed
         self.shape = (1, m.channels, self.settings.chunk_frames, *m.latent_size)
         self.reset()

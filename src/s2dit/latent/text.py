@@ -19,7 +19,6 @@ precomputed embeddings without them.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 
 from s2dit.atomic import atomic_path
 from s2dit.errors import S2DitError
+from s2dit.files import read_json
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.txt")
 
@@ -57,7 +57,7 @@ class TextEncoder:
             )
         import transformers
 
-        config = json.loads((folder / "config.json").read_text())
+        config = read_json(folder / "config.json")
         kind = config.get("model_type", "")
         model_cls = {"t5": transformers.T5EncoderModel, "umt5": transformers.UMT5EncoderModel}.get(
             kind, transformers.AutoModel
@@ -131,15 +131,18 @@ class TextEmbeddingCache:
         return self.folder / h[:2] / f"{h}.safetensors"
 
     def _load(self, prompt: str) -> torch.Tensor | None:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         path = self._path(prompt)
         if not path.is_file():
             return None
-        with safe_open(path, "pt") as f:
-            if (f.metadata() or {}).get("prompt") != prompt:
-                return None  # a hash collision: re-encode
-            return f.get_tensor("tokens")
+        try:
+            with safe_open(path, "pt") as f:
+                if (f.metadata() or {}).get("prompt") != prompt:
+                    return None  # a hash collision: re-encode
+                return f.get_tensor("tokens")
+        except (SafetensorError, OSError):  # a damaged cache entry: encode the prompt again
+            return None
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Like ``TextEncoder.encode``, from the cache where possible (missing prompts encoded together)."""

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from s2dit.atomic import atomic_path
 from s2dit.config import from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.files import load_safetensors, read_yaml
 from s2dit.ops.causal_conv import causal_depthwise_conv3d
 
 
@@ -211,15 +211,13 @@ def save_tiny_ae(model: TinyAutoencoder, folder: str | os.PathLike) -> None:
 
 def load_tiny_ae(folder: str | os.PathLike, device: str = "cpu") -> TinyAutoencoder:
     """Load a model written by :func:`save_tiny_ae` (or ``s2dit train vae``)."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / "tiny_ae.safetensors").is_file() or not (folder / "tiny_ae.yaml").is_file():
         raise S2DitError(f"{folder} needs tiny_ae.safetensors and tiny_ae.yaml (written by s2dit train vae)")
-    config = from_dict(TinyAEConfig, yaml.safe_load((folder / "tiny_ae.yaml").read_text()) or {})
-    model = TinyAutoencoder(config)
+    model = TinyAutoencoder(from_dict(TinyAEConfig, read_yaml(folder / "tiny_ae.yaml")))
+    state = load_safetensors(folder / "tiny_ae.safetensors")
     try:
-        model.load_state_dict(_renamed_from_one_block_per_level(load_file(folder / "tiny_ae.safetensors")))
+        model.load_state_dict(_renamed_from_one_block_per_level(state))
     except RuntimeError as e:
         raise S2DitError(
             f"{folder}: tiny_ae.safetensors does not match tiny_ae.yaml ({str(e)[:300]})"

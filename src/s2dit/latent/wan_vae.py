@@ -51,10 +51,11 @@ class WanVAE:
                 "(the vae/ folder of a Wan2.1 diffusers checkpoint)"
             )
         from diffusers import AutoencoderKLWan
+        from safetensors import SafetensorError
 
         try:
             vae = AutoencoderKLWan.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, SafetensorError) as e:
             raise S2DitError(f"cannot load the Wan VAE in {folder}: {str(e).splitlines()[0]}") from None
         return cls(vae.to(device))
 

@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from s2dit.config import from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.files import load_safetensors, read_yaml
 from s2dit.model.config import ModelConfig, preset
 from s2dit.model.transformer import S2DiT
 from s2dit.model.wan import WanConfig, WanDenoiser, WanTwoExperts
@@ -108,8 +108,6 @@ def save_denoiser(model: nn.Module, folder: str | os.PathLike, state_dict: dict 
 
 def load_denoiser(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """A saved denoiser folder (S2DiT or diffusers Wan), or a training run folder holding ``model/``."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.exists():
         raise S2DitError(f"{path} does not exist")
@@ -118,9 +116,8 @@ def load_denoiser(path: str | os.PathLike, device: str | torch.device = "cpu") -
     if (path / "s2dit.yaml").is_file():
         if not (path / "model.safetensors").is_file():
             raise S2DitError(f"{path} has s2dit.yaml but no model.safetensors")
-        config = from_dict(ModelConfig, yaml.safe_load((path / "s2dit.yaml").read_text()) or {})
-        model = S2DiT(config)
-        model.load_state_dict(load_file(path / "model.safetensors"))
+        model = S2DiT(from_dict(ModelConfig, read_yaml(path / "s2dit.yaml")))
+        load_weights(model, load_safetensors(path / "model.safetensors"), path / "model.safetensors")
         return model.to(device).eval()
     if (path / "transformer_2" / "config.json").is_file():
         return WanTwoExperts.from_folder(path).to(device).eval()
@@ -131,6 +128,16 @@ def load_denoiser(path: str | os.PathLike, device: str | torch.device = "cpu") -
         "WanTransformer3DModel folder, a Wan pipeline folder with transformer/ (and transformer_2/ for "
         "Wan2.2's two experts), or a training run with model/)"
     )
+
+
+def load_weights(model: nn.Module, state: dict, source: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)`` strictly; weights of another architecture are one error naming
+    ``source`` and the first mismatches."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:300]
+        raise S2DitError(f"{source}: the weights do not fit the model's config ({detail})") from None
 
 
 def text_dim(model: nn.Module) -> int:

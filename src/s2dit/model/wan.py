@@ -12,7 +12,6 @@ uses the cheaper per-clip path.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.files import load_safetensors, read_json
 from s2dit.model.layers import RMSNorm
 
 
@@ -89,12 +89,17 @@ class WanDenoiser(nn.Module):
             )
         # Built from its config and filled from the safetensors files directly (diffusers' from_pretrained
         # wants accelerate for this class); sharded checkpoints (the real 1.3B/14B) come with an index.
-        from safetensors.torch import load_file
-
-        model = WanTransformer3DModel.from_config(WanTransformer3DModel.load_config(path))
+        config = read_json(path / "config.json")
+        try:
+            model = WanTransformer3DModel.from_config(config)
+        except (TypeError, ValueError) as e:
+            raise S2DitError(f"{path / 'config.json'}: not a WanTransformer3DModel config ({e})") from None
         index = path / "diffusion_pytorch_model.safetensors.index.json"
         if index.is_file():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            weight_map = read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise S2DitError(f"{index}: no weight_map object")
+            files = sorted(set(map(str, weight_map.values())))
         else:
             files = ["diffusion_pytorch_model.safetensors"]
         missing = [f for f in files if not (path / f).is_file()]
@@ -102,8 +107,12 @@ class WanDenoiser(nn.Module):
             raise S2DitError(f"{path} is missing {', '.join(missing)} (the transformer's weights)")
         state = {}
         for f in files:
-            state.update(load_file(path / f))
-        model.load_state_dict(state)
+            state.update(load_safetensors(path / f))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            detail = " ".join(str(e).split())[:300]
+            raise S2DitError(f"{path}: the weights do not fit config.json ({detail})") from None
         return cls(model if dtype is None else model.to(dtype))
 
     def save(self, folder: str | os.PathLike) -> None:
@@ -176,10 +185,10 @@ class WanTwoExperts(nn.Module):
         """A diffusers Wan2.2 pipeline folder: ``transformer/``, ``transformer_2/``, ``model_index.json``."""
         path = Path(path)
         index = path / "model_index.json"
-        ratio = json.loads(index.read_text()).get("boundary_ratio") if index.is_file() else None
-        if ratio is None:
+        ratio = read_json(index).get("boundary_ratio") if index.is_file() else None
+        if not isinstance(ratio, int | float) or isinstance(ratio, bool):
             raise S2DitError(
-                f"{path} has transformer_2/ but no boundary_ratio in model_index.json: "
+                f"{path} has transformer_2/ but no numeric boundary_ratio in model_index.json: "
                 "a two-expert Wan2.2 pipeline needs it"
             )
         high = WanDenoiser.from_folder(path / "transformer", dtype)

@@ -17,17 +17,18 @@ linearly in log-log space (a power law between neighbours); outside the measured
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from collections import defaultdict
 from pathlib import Path
 
 from s2dit.errors import S2DitError
+from s2dit.files import read_json
 from s2dit.model.config import KINDS
 
 SCHEMA = "s2dit.latency/1"
 TRANSITIONS = ("stage_down", "stage_up")
+MAX_MS = 1e9  # about 12 days a pass: anything above is a broken measurement (and overflows the DP's sums)
 
 
 def _fail(path: str, message: str):
@@ -49,6 +50,7 @@ def validate(data: object) -> None:
     entries = data.get("entries")
     if not isinstance(entries, list) or not entries:
         _fail("entries", "must be a non-empty list")
+    seen: dict[tuple, int] = {}
     for i, e in enumerate(entries):
         where = f"entries[{i}]"
         if not isinstance(e, dict):
@@ -61,8 +63,16 @@ def validate(data: object) -> None:
         if not isinstance(e.get("pass"), str):
             _fail(f"{where}.pass", f"must be a string, got {e.get('pass')!r}")
         ms = e.get("ms")
-        if not isinstance(ms, int | float) or isinstance(ms, bool) or not math.isfinite(ms) or ms <= 0:
-            _fail(f"{where}.ms", f"must be a positive number, got {ms!r}")
+        if not isinstance(ms, int | float) or isinstance(ms, bool) or not 0 < ms <= MAX_MS:
+            _fail(f"{where}.ms", f"must be a positive number of milliseconds up to {MAX_MS:g}, got {ms!r}")
+        key = (e["kind"], tokens, e["pass"])
+        if key in seen:
+            _fail(
+                where,
+                f"measures {key} again (first in entries[{seen[key]}]): keep one entry per kind, "
+                "tokens and pass",
+            )
+        seen[key] = i
 
 
 class LatencyTable:
@@ -92,11 +102,7 @@ class LatencyTable:
             raise S2DitError(
                 f"latency table {path} not found (write one with: s2dit bench blocks --json FILE)"
             )
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise S2DitError(f"latency table {path} is not valid JSON: {e}") from None
-        return cls(data, pass_)
+        return cls(read_json(path, mapping=False), pass_)
 
     @property
     def kinds(self) -> list[str]:

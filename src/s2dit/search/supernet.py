@@ -28,6 +28,7 @@ from torch import nn
 from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.diffusion.flow import TimestepSampling
 from s2dit.errors import S2DitError
+from s2dit.files import read_json
 from s2dit.model.blocks import Block
 from s2dit.model.config import KINDS, ModelConfig
 from s2dit.model.ssa import StageDown, StageUp, stages
@@ -147,10 +148,7 @@ def load_quality(path: str | os.PathLike, depth: int | None = None, kinds: str |
     path = Path(path)
     if not path.is_file():
         raise S2DitError(f"quality file {path} not found (make one with: s2dit search supernet)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise S2DitError(f"quality file {path} is not valid JSON: {e}") from None
+    data = read_json(path, mapping=False)
     validate_quality(data, depth, kinds)
     return data
 

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from s2dit import precision
 from s2dit.config import describe_changes, from_dict, save_config
 from s2dit.errors import S2DitError
+from s2dit.files import read_yaml
 from s2dit.lock import FolderLock
 from s2dit.model.denoiser import build_denoiser, resolve_spec, same_architecture, save_denoiser
 from s2dit.train import checkpoint
@@ -75,7 +75,7 @@ def check_run_folder(cfg: TrainConfig) -> None:
     """Refuse to continue a run folder made with other settings (except :data:`RESUMABLE_CHANGES`)."""
     saved = Path(cfg.out) / "config.yaml"
     if saved.is_file() and checkpoint.checkpoint_files(Path(cfg.out) / "checkpoints"):
-        old = from_dict(TrainConfig, yaml.safe_load(saved.read_text()) or {})
+        old = from_dict(TrainConfig, read_yaml(saved))
         old = dataclasses.replace(old, **{k: getattr(cfg, k) for k in RESUMABLE_CHANGES})
         if old != cfg:
             raise S2DitError(f"{cfg.out} holds a run with other settings ({describe_changes(old, cfg)})")
@@ -84,7 +84,7 @@ def check_run_folder(cfg: TrainConfig) -> None:
 def latent_source(folder: str) -> dict:
     """What encoded a latent folder: its VAE, text encoder and video spec (from its config.yaml)."""
     path = Path(folder) / "config.yaml"
-    return yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+    return read_yaml(path) if path.is_file() else {}
 
 
 class Trainer:

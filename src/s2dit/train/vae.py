@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from s2dit.atomic import atomic_path, write_text_atomic
 from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
 from s2dit.errors import ConfigError, S2DitError
+from s2dit.files import read_yaml
 from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 from s2dit.latent.vae import psnr
 from s2dit.latent.wan_vae import WanVAEArch
@@ -175,7 +175,7 @@ def refuse_other_settings(out: Path, cfg) -> None:
     saved = out / "config.yaml"
     if saved.is_file() and (out / "checkpoint.pt").is_file():
         try:
-            old = from_dict(type(cfg), yaml.safe_load(saved.read_text()) or {})
+            old = from_dict(type(cfg), read_yaml(saved))
         except ConfigError as e:
             raise S2DitError(
                 f"{out} holds a run whose settings this version cannot read ({e}); use another out folder"
