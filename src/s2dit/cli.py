@@ -763,7 +763,7 @@ def _check_text(texts: list[str], what: str = "the prompt") -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             shown = text.encode("utf-8", "backslashreplace").decode()
-            raise S2DitError(f"{what} {shown!r} is not valid UTF-8 text") from None
+            raise S2DitError(f"{what} '{shown}' is not valid UTF-8 text") from None
 
 
 def _warn_unknown_words(prompts: list[str], checkpoint: Path | None) -> None:

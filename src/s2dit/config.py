@@ -152,7 +152,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid: {', '.join(fields)})"
-            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+            raise ConfigError(f"unknown key {f'{prefix}{key}'!r}{hint}")  # repr: one line whatever the key
         kwargs[key] = _convert(value, hints[key], f"{prefix}{key}")
     try:
         return cls(**kwargs)

@@ -44,7 +44,7 @@ class StreamSettings:
     def __post_init__(self) -> None:
         # Messages name the field only: from_dict adds where it sits (``stream.steps``).
         if not 1 <= self.steps <= NUM_TRAIN_TIMESTEPS:
-            raise ConfigError(f"steps: {self.steps} must be in 1..{NUM_TRAIN_TIMESTEPS}")
+            raise ConfigError(f"steps: {self.steps} must be in 1..{NUM_TRAIN_TIMESTEPS:g}")
         if not 0 < self.shift < math.inf:  # NaN fails too
             raise ConfigError(f"shift: {self.shift} must be positive and finite")
         sizes = (self.chunk_frames, self.window_chunks, self.sink_chunks + 1)
