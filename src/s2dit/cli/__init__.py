@@ -1413,7 +1413,3 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
