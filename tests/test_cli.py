@@ -239,20 +239,20 @@ def test_serve_defaults_to_the_shipped_model_and_its_page_says_what_it_draws(tmp
 
 
 def test_micro_prompts_warn_in_one_line_what_the_world_cannot_draw(tmp_path, capsys):
-    from s2dit.cli import _warn_unknown_words
+    from s2dit.cli.common import warn_unknown_words
 
     micro, wan = tmp_path / "micro", tmp_path / "wan"
     micro.mkdir()
     wan.mkdir()
     (micro / "pipeline.yaml").write_text("text: minilm\n")
     (wan / "pipeline.yaml").write_text(f"text: {tmp_path / 'umt5'}\n")
-    _warn_unknown_words(["a red ball moving left", "a brown hexagon spinning", "a blue box"], micro)
+    warn_unknown_words(["a red ball moving left", "a brown hexagon spinning", "a blue box"], micro)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         "warning: the micro world does not know 'brown', 'hexagon'"
     )
-    _warn_unknown_words(["a cat playing the piano"], wan)  # not a micro-world model: no warning
-    _warn_unknown_words(["a cat playing the piano"], None)  # random weights
+    warn_unknown_words(["a cat playing the piano"], wan)  # not a micro-world model: no warning
+    warn_unknown_words(["a cat playing the piano"], None)  # random weights
     assert capsys.readouterr().err == ""
 
 

@@ -1,0 +1,84 @@
+"""What the command groups share: the console, tables, help texts, the ``--json`` report, argument checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s2dit.errors import S2DitError
+
+console = Console()
+
+CONFIG_HELP = "YAML config file (defaults are the built-in ones)."
+SET_HELP = "Dotted override, repeatable: --set video.fps=8."
+
+
+def cell(value) -> str:
+    """A report value as a table cell: floats to 3 decimals, lists space-separated."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def make_table(title: str, columns: tuple[str, ...], rows) -> Table:
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*map(str, r))
+    return table
+
+
+def write_json(path: Path, report) -> None:
+    """Write a command's ``--json`` report (indented one space), atomically."""
+    from s2dit.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(report, indent=1))
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_device(device: str) -> None:
+    if device not in ("cpu", "cuda") or (device == "cuda" and not cuda_available()):
+        raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
+
+
+def speaks_micro(checkpoint: Path | None) -> bool:
+    """Whether a checkpoint takes micro-world prompts (it reads them with the micro world's text encoder)."""
+    if checkpoint is None or not checkpoint.exists():
+        return False
+    from s2dit.diffusion.pipeline import read_pipeline
+
+    return read_pipeline(checkpoint).text == "minilm"
+
+
+def check_text(texts: list[str], what: str = "the prompt") -> None:
+    """Refuse text that is not valid Unicode: argument bytes that are not UTF-8 reach Python as lone
+    surrogates, which no tokenizer takes."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "backslashreplace").decode()
+            raise S2DitError(f"{what} '{shown}' is not valid UTF-8 text") from None
+
+
+def warn_unknown_words(prompts: list[str], checkpoint: Path | None) -> None:
+    """One line on stderr per micro-world prompt naming what the micro world cannot draw."""
+    if not speaks_micro(checkpoint):
+        return
+    from s2dit.data.micro.captions import unknown_words_warning
+
+    for prompt in prompts:
+        if warning := unknown_words_warning(prompt):
+            typer.echo(f"warning: {warning}", err=True)

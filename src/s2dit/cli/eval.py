@@ -1,0 +1,194 @@
+"""``s2dit eval ...``: score generated videos, autoencoders and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from s2dit.cli.common import cell, check_device, console, make_table, write_json
+from s2dit.errors import S2DitError
+
+app = typer.Typer(help="Score generated videos.", no_args_is_help=True)
+
+
+@app.command("micro")
+def eval_micro(
+    videos: Path = typer.Option(..., help="Folder of generated (or ground-truth) videos."),
+    prompts: Path = typer.Option(
+        ...,
+        help="clips.jsonl / prompts.jsonl (rows with caption, video), or a "
+        "text file with one prompt per line (videos in sorted order).",
+    ),
+    shuffle: bool = typer.Option(False, help="Score each clip against another clip's prompt (chance level)."),
+    seed: int = typer.Option(0, help="Seed of the shuffle."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report (per clip) here."),
+) -> None:
+    """Score videos against micro-world prompts: the pass rate (a clip passes when it shows exactly the
+    asked objects, each with the color, shape, size and motion asked), and the accuracy of color, count,
+    shape, size, motion, persistence and flicker."""
+    from s2dit.data.micro.metrics import evaluate_folder
+
+    report = evaluate_folder(videos, prompts, shuffle=shuffle, seed=seed)
+    rows = [(a, "-" if v is None else f"{v:.3f}") for a, v in report["accuracy"].items()]
+    rows.append(("mean accuracy", f"{report['mean_accuracy']:.3f}"))
+    rows.append(("pass rate", f"{report['pass_rate']:.3f}"))
+    title = f"micro-world scores, {report['clips']} clips" + (" (shuffled prompts)" if shuffle else "")
+    console.print(make_table(title, ("attribute", "accuracy"), rows))
+    if json_out:
+        write_json(json_out, report)
+        console.print(f"report: {json_out}")
+
+
+@app.command("vae")
+def eval_vae(
+    vae: Path = typer.Option(..., help="A tiny-autoencoder folder or a diffusers Wan VAE folder."),
+    videos: Path = typer.Option(
+        ..., help="Held-out clips (a micro world or a captioned folder), read at 256x144."
+    ),
+    clips: int = typer.Option(32, help="Clips to evaluate."),
+    frames: int = typer.Option(33, help="Frames per clip (4k+1), taken at --fps."),
+    fps: float = typer.Option(16.0, help="Frame rate the clips are resampled to (the micro chain uses 4)."),
+    chunk: int = typer.Option(3, help="Latent frames per streamed decode chunk."),
+    decoder: Path | None = typer.Option(
+        None, help="A distilled decoder (s2dit train decoder) to compare with the VAE's own decode."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+    recon: Path | None = typer.Option(
+        None,
+        help="Write the reconstructions here (mp4 + clips.jsonl), to score with "
+        "s2dit eval micro --videos DIR --prompts DIR/clips.jsonl.",
+    ),
+) -> None:
+    """Reconstruction PSNR, encode speed and streaming decode frames/s of an autoencoder."""
+    from s2dit.config import VideoSpec
+    from s2dit.eval.vae import evaluate_vae
+
+    report = evaluate_vae(
+        str(vae),
+        str(videos),
+        clips=clips,
+        chunk=chunk,
+        decoder_path=str(decoder) if decoder else None,
+        recon_dir=str(recon) if recon else None,
+        spec=VideoSpec(frames=frames, fps=fps),
+    )
+    rows = [(k, cell(v)) for k, v in report.items()]
+    console.print(make_table("autoencoder", ("metric", "value"), rows))
+    if json_out:
+        write_json(json_out, report)
+
+
+@app.command("model")
+def eval_model(
+    checkpoint: list[Path] = typer.Option(
+        ...,
+        help="A trained run, its model/ folder, or a Wan folder with pipeline.yaml. Repeat to compare "
+        "models in one run: the first is the reference of the 'relative' column.",
+    ),
+    latents: Path = typer.Option(
+        ..., help="The encoded latent folder whose held-out clips give the prompts."
+    ),
+    out: Path = typer.Option(
+        ..., help="Folder for latents.pt, videos, contact sheet, prompts.jsonl, scores.json (one per model)."
+    ),
+    holdout: int = typer.Option(64, help="The folder's last clips held out from training."),
+    prompts: int = typer.Option(16, help="Held-out prompts to sample."),
+    steps: int | None = typer.Option(None, help="Sampling steps (default: each model's pipeline.yaml)."),
+    cfg: float | None = typer.Option(None, help="CFG scale g (default: each model's)."),
+    shift: float | None = typer.Option(None, help="Schedule shift (default: each model's)."),
+    sampler: str | None = typer.Option(
+        None, help="euler, unipc or stream (default: each model's; stream: chunk by chunk, S2DiT only)."
+    ),
+    frames: int | None = typer.Option(
+        None, help="Latent frames per video (default: the training length; e.g. 4x it for long streams)."
+    ),
+    seed: int = typer.Option(0, help="Prompt i's noise is seeded by seed + i."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    ceilings: bool = typer.Option(
+        True, help="Also score the prompts' source clips and their VAE reconstructions (the ceilings)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON."),
+) -> None:
+    """Sample held-out prompts from one or more checkpoints and score them (the training's evaluation),
+    with each model's sampling time per video measured in the same run. The headline is the prompt pass
+    rate; 'relative' is each model's pass rate over the first's."""
+    import torch
+
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.latent.vae import load_vae
+    from s2dit.model.denoiser import load_denoiser
+    from s2dit.train.config import EvalConfig
+    from s2dit.train.data import LatentBatches
+    from s2dit.train.evaluate import evaluate_heldout
+
+    check_device(device)
+    for c in checkpoint:
+        if not c.exists():
+            raise S2DitError(f"--checkpoint {c} does not exist")
+    if sampler is not None and sampler not in ("euler", "unipc", "stream"):
+        raise S2DitError(f"--sampler {sampler!r}: choose from euler, unipc, stream")
+    if frames is not None and frames < 1:
+        raise S2DitError(f"--frames {frames} must be at least 1")
+    results = []
+    for n, path in enumerate(checkpoint):
+        info = read_pipeline(path)
+        e = EvalConfig(
+            prompts=prompts,
+            steps=steps or info.steps,
+            cfg=info.cfg if cfg is None else cfg,
+            shift=shift or info.shift,
+            sampler=sampler or info.sampler,
+            seed=seed,
+        )
+        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
+        model = load_denoiser(path, device)
+        if e.sampler == "stream" and not hasattr(model, "forward_chunk"):
+            raise S2DitError(f"{path} is not an S2DiT: it cannot stream (use --sampler unipc)")
+        vae = load_vae(info.vae) if info.vae else None
+        folder = out if len(checkpoint) == 1 else out / f"{n}-{path.name}"
+        scores = evaluate_heldout(
+            model, data, e, vae, folder, info.fps, torch.device(device), stream=info.stream, frames=frames
+        )
+        if scores is None:
+            console.print(f"{path}: latents written to {folder} (no VAE, or no micro-world prompts)")
+            continue
+        steps_text = f"{info.stream.steps} stream" if e.sampler == "stream" else str(e.steps)
+        cfg_text = "-" if e.sampler == "stream" else f"{e.cfg:g}"
+        results.append({"checkpoint": str(path), "steps": steps_text, "cfg": cfg_text, **scores})
+    if not results:
+        return
+    if ceilings:
+        from s2dit.train.evaluate import evaluate_ceilings
+        from s2dit.train.trainer import latent_source
+
+        info = read_pipeline(checkpoint[0])
+        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
+        vae = load_vae(info.vae) if info.vae else None
+        e = EvalConfig(prompts=prompts, seed=seed)
+        found = evaluate_ceilings(data, e, vae, out / "ceilings", info.fps, latent_source(str(latents)))
+        for name, scores in found.items():
+            results.append(
+                {"checkpoint": name, "steps": "-", "cfg": "-", **scores, "seconds_per_video": None}
+            )
+    reference = results[0]["pass_rate"]
+    keys = list(results[0]["accuracy"])
+    rows = [
+        (
+            Path(r["checkpoint"]).name,
+            r["steps"],
+            r["cfg"],
+            f"{r['pass_rate']:.3f}",
+            *("-" if r["accuracy"][k] is None else f"{r['accuracy'][k]:.3f}" for k in keys),
+            f"{r['mean_accuracy']:.3f}",
+            f"{r['pass_rate'] / reference:.3f}" if reference else "-",
+            "-" if r["seconds_per_video"] is None else f"{r['seconds_per_video']:.2f}",
+        )
+        for r in results
+    ]
+    columns = ("model", "steps", "cfg", "pass rate", *keys, "mean acc", "relative", "s/video")
+    console.print(make_table(f"{results[0]['clips']} held-out prompts, {device}", columns, rows))
+    if json_out is not None:
+        payload = {"schema": "s2dit.eval_models/1", "device": device, "frames": frames, "models": results}
+        write_json(json_out, payload)
+    console.print(f"samples and scores: {out}")
