@@ -162,6 +162,9 @@ def bench_stream(
     full_history: bool = typer.Option(True, help="Also time an all-F model that keeps every chunk."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     dtype: str = typer.Option("float32", help="float32, or bfloat16 (autocast)."),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile each model's chunk step (compiled in the untimed warm-up)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
 ) -> None:
     """Streaming FPS, first-chunk and per-chunk latency, memory: S2DiT vs the same-width all-F model."""
@@ -179,10 +182,19 @@ def bench_stream(
     check_device(device)
     settings = StreamSettings(steps=steps, chunk_frames=chunk, window_chunks=window, sink_chunks=sink)
     report = run_bench(
-        preset, parse_size(size), chunks, settings, device, dtype, str(vae) if vae else None, full_history
+        preset,
+        parse_size(size),
+        chunks,
+        settings,
+        device,
+        dtype,
+        str(vae) if vae else None,
+        full_history,
+        compile,
     )
     title = (
-        f"streaming, {report['device']} ({report['threads']} threads), {dtype}, {size}, preset {preset}, "
+        f"streaming, {report['device']} ({report['threads']} threads), {dtype}"
+        f"{' compiled' if compile else ''}, {size}, preset {preset}, "
         f"{steps} steps + commit, chunk {chunk} latent frames ({4 * chunk} video frames), "
         f"window {window} + sink {sink}, {chunks} chunks; decoder: {report['decoder']}"
     )
@@ -200,10 +212,11 @@ def bench_stream(
                 *("-" if v is None else f"{v * 1000:.0f}" for v in lat),
                 f"{r['state_mb']:.1f}",
                 f"{r['peak_memory_mb']:.0f}",
+                f"{r['warmup_s']:.1f}",
             )
         )
     cols = ("model", "params", "first chunk ms", "denoise FPS", "end-to-end FPS")
-    cols += (*(f"chunk {m} ms" for m in marks), "state MB", "peak MB")
+    cols += (*(f"chunk {m} ms" for m in marks), "state MB", "peak MB", "warm-up s")
     Console(width=max(console.width, 150)).print(make_table(title, cols, rows))
     for name, ratio in report["ratios"].items():
         console.print(f"s2dit vs {name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))

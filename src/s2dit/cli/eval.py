@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from s2dit.cli.common import cell, check_device, console, make_table, write_json
-from s2dit.errors import S2DitError
 
 app = typer.Typer(help="Score generated videos.", no_args_is_help=True)
 
@@ -113,64 +112,27 @@ def eval_model(
     """Sample held-out prompts from one or more checkpoints and score them (the training's evaluation),
     with each model's sampling time per video measured in the same run. The headline is the prompt pass
     rate; 'relative' is each model's pass rate over the first's."""
-    import torch
-
-    from s2dit.diffusion.pipeline import read_pipeline
-    from s2dit.latent.vae import load_vae
-    from s2dit.model.denoiser import load_denoiser
-    from s2dit.train.config import EvalConfig
-    from s2dit.train.data import LatentBatches
-    from s2dit.train.evaluate import evaluate_heldout
+    from s2dit.eval.models import compare_models
 
     check_device(device)
-    for c in checkpoint:
-        if not c.exists():
-            raise S2DitError(f"--checkpoint {c} does not exist")
-    if sampler is not None and sampler not in ("euler", "unipc", "stream"):
-        raise S2DitError(f"--sampler {sampler!r}: choose from euler, unipc, stream")
-    if frames is not None and frames < 1:
-        raise S2DitError(f"--frames {frames} must be at least 1")
-    results = []
-    for n, path in enumerate(checkpoint):
-        info = read_pipeline(path)
-        e = EvalConfig(
-            prompts=prompts,
-            steps=steps or info.steps,
-            cfg=info.cfg if cfg is None else cfg,
-            shift=shift or info.shift,
-            sampler=sampler or info.sampler,
-            seed=seed,
-        )
-        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
-        model = load_denoiser(path, device)
-        if e.sampler == "stream" and not hasattr(model, "forward_chunk"):
-            raise S2DitError(f"{path} is not an S2DiT: it cannot stream (use --sampler unipc)")
-        vae = load_vae(info.vae) if info.vae else None
-        folder = out if len(checkpoint) == 1 else out / f"{n}-{path.name}"
-        scores = evaluate_heldout(
-            model, data, e, vae, folder, info.fps, torch.device(device), stream=info.stream, frames=frames
-        )
-        if scores is None:
-            console.print(f"{path}: latents written to {folder} (no VAE, or no micro-world prompts)")
-            continue
-        steps_text = f"{info.stream.steps} stream" if e.sampler == "stream" else str(e.steps)
-        cfg_text = "-" if e.sampler == "stream" else f"{e.cfg:g}"
-        results.append({"checkpoint": str(path), "steps": steps_text, "cfg": cfg_text, **scores})
+    results = compare_models(
+        checkpoint,
+        latents,
+        out,
+        holdout=holdout,
+        prompts=prompts,
+        steps=steps,
+        cfg=cfg,
+        shift=shift,
+        sampler=sampler,
+        frames=frames,
+        seed=seed,
+        device=device,
+        ceilings=ceilings,
+        notice=console.print,
+    )
     if not results:
         return
-    if ceilings:
-        from s2dit.train.evaluate import evaluate_ceilings
-        from s2dit.train.trainer import latent_source
-
-        info = read_pipeline(checkpoint[0])
-        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
-        vae = load_vae(info.vae) if info.vae else None
-        e = EvalConfig(prompts=prompts, seed=seed)
-        found = evaluate_ceilings(data, e, vae, out / "ceilings", info.fps, latent_source(str(latents)))
-        for name, scores in found.items():
-            results.append(
-                {"checkpoint": name, "steps": "-", "cfg": "-", **scores, "seconds_per_video": None}
-            )
     reference = results[0]["pass_rate"]
     keys = list(results[0]["accuracy"])
     rows = [

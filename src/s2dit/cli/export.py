@@ -17,54 +17,21 @@ app = typer.Typer(
 
 
 def _export(runtime: str, checkpoint, random_weights, preset, size, chunk, vae, out, quantize=False) -> None:
-    import dataclasses
-    import warnings
-
     from s2dit.config import parse_size
-    from s2dit.diffusion.pipeline import read_pipeline
-    from s2dit.diffusion.stream_pipeline import load_stream_model
-    from s2dit.export.build import export_stream
-    from s2dit.latent.tiny_ae import TinyAutoencoder
+    from s2dit.export.build import export_model
 
     if (checkpoint is None) == (not random_weights):
         raise S2DitError("pass --checkpoint PATH, or --random-weights to export an untrained --preset")
-    width, height = parse_size(size) if size else (None, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parts = load_stream_model(
-            str(checkpoint) if checkpoint else None,
-            vae=str(vae) if vae else None,
-            preset=preset,
-            size=(width or 256, height or 144),
-        )
-    latent_size = (height // 8, width // 8) if width and checkpoint else parts.latent_size
-    if chunk is not None:
-        if chunk < 1:
-            raise S2DitError(f"--chunk {chunk} must be at least 1")
-        parts.settings = dataclasses.replace(parts.settings, chunk_frames=chunk)
-    ae = parts.vae if isinstance(parts.vae, TinyAutoencoder) else None
-    if ae is None:
-        console.print(
-            "[yellow]warning:[/] the model's VAE is not a tiny autoencoder: exporting without a decoder "
-            "(distil one with s2dit train decoder and pass it as --vae)"
-        )
-    if checkpoint:
-        info = read_pipeline(checkpoint)
-        text, text_len, label = info.text, info.text_len, str(checkpoint)
-    else:
-        text, text_len, label = "hashed", 8, f"random-weights:{preset}"
-    manifest = export_stream(
-        parts.model,
-        ae,
+    manifest = export_model(
         runtime,
         out,
-        latent_size,
-        parts.settings,
-        text_len=text_len,
-        text_encoder=text,
-        fps=parts.fps,
-        checkpoint=label,
+        checkpoint=checkpoint,
+        preset=preset,
+        size=parse_size(size) if size else None,
+        chunk=chunk,
+        vae=vae,
         quantize=quantize,
+        warn=lambda message: console.print(f"[yellow]warning:[/] {message}"),
     )
     rows = []
     for name, entry in manifest.entry_points.items():
@@ -79,12 +46,13 @@ def _export(runtime: str, checkpoint, random_weights, preset, size, chunk, vae, 
         make_table(f"{runtime} export: {out}", ("entry point", "file", "inputs", "outputs", "MB"), rows)
     )
     w, h = manifest.video_size
-    console.print(
-        f"{w}x{h}, chunk {parts.settings.chunk_frames} latent frames; manifest: {Path(out) / 'manifest.json'}"
-    )
+    chunk_frames = manifest.stream["chunk_frames"]
+    console.print(f"{w}x{h}, chunk {chunk_frames} latent frames; manifest: {Path(out) / 'manifest.json'}")
 
 
-def _export_options(runtime: str, what: str):
+def _export_options(runtime: str, what: str, quantizes: bool = False):
+    """The command of one runtime; ``quantizes`` adds ``--quantize`` (ExecuTorch's int8 graphs)."""
+
     def command(
         checkpoint: Path | None = typer.Option(None, help="A trained S2DiT run or model folder."),
         random_weights: bool = typer.Option(
@@ -99,38 +67,26 @@ def _export_options(runtime: str, what: str):
         ),
         vae: Path | None = typer.Option(None, help="The tiny decoder to export (default: the model's VAE)."),
         out: Path = typer.Option(..., "-o", "--out", help="Output folder (artefacts + manifest.json)."),
+        quantize: bool = typer.Option(
+            False,
+            help="int8 linear layers (dynamic activations) in the per-step graphs, XNNPACK int8 kernels.",
+            hidden=not quantizes,
+        ),
     ) -> None:
-        _export(runtime, checkpoint, random_weights, preset, size, chunk, vae, out)
+        _export(runtime, checkpoint, random_weights, preset, size, chunk, vae, out, quantize)
 
     command.__doc__ = f"Export the streaming step (prompt, denoise, commit) and the decoder {what}."
     return command
 
 
 app.command("onnx")(_export_options("onnx", "to ONNX (run with onnxruntime)"))
-
-
-@app.command("executorch")
-def export_executorch(
-    checkpoint: Path | None = typer.Option(None, help="A trained S2DiT run or model folder."),
-    random_weights: bool = typer.Option(False, help="Export an untrained --preset (sizes and speed only)."),
-    preset: str = typer.Option("micro", help="Preset for --random-weights: micro or mobile."),
-    size: str | None = typer.Option(
-        None, help="Video WxH (default: the model's; 256x144 for --random-weights)."
-    ),
-    chunk: int | None = typer.Option(
-        None, help="Latent frames per chunk (default: the model's stream settings)."
-    ),
-    vae: Path | None = typer.Option(None, help="The tiny decoder to export (default: the model's VAE)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder (artefacts + manifest.json)."),
-    quantize: bool = typer.Option(
-        False, help="int8 linear layers (dynamic activations) in the per-step graphs, XNNPACK int8 kernels."
-    ),
-) -> None:
-    """Export the streaming step (prompt, denoise, commit) and the decoder to ExecuTorch .pte files lowered
-    to XNNPACK (float32, or int8 with --quantize)."""
-    _export("executorch", checkpoint, random_weights, preset, size, chunk, vae, out, quantize)
-
-
+app.command("executorch")(
+    _export_options(
+        "executorch",
+        "to ExecuTorch .pte files lowered to XNNPACK (float32, or int8 with --quantize)",
+        quantizes=True,
+    )
+)
 app.command("coreml")(
     _export_options("coreml", "to Core ML mlprogram packages (float16, iOS 18; prediction needs macOS)")
 )

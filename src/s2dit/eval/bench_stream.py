@@ -7,6 +7,7 @@ then the streaming decode. Reported per model (docs/architecture.md §9):
 * first-chunk latency (sampling + decode of chunk 1, after one untimed warm-up stream of 2 chunks);
 * denoise-loop FPS and end-to-end FPS (with decode) over chunks 2..N (the steady state);
 * per-chunk latency at chunks 1, 10, 100 and N (median of the 5 chunks ending there; chunk 1 alone);
+* the warm-up's seconds (with ``compile``, the compile time);
 * the stream state's size and peak memory (CUDA: peak allocated; CPU: the process's peak RSS so far).
 
 Models: ``s2dit`` (the preset's layout) and ``all-F`` with the same window and sinks; and ``all-F, full
@@ -21,6 +22,7 @@ import dataclasses
 import platform
 import resource
 import statistics
+import time
 
 import torch
 
@@ -49,13 +51,21 @@ def _state_mb(live: LiveStream) -> float:
     return sum(t.numel() * t.element_size() for t in live.sampler.state.tensors().values()) / 2**20
 
 
-def bench_model(name: str, parts: StreamModel, chunks: int, dtype: torch.dtype, jump: bool = False) -> dict:
-    """Stream ``chunks`` chunks (or, with ``jump``, 3 chunks at the last position) and time them."""
+def bench_model(
+    name: str, parts: StreamModel, chunks: int, dtype: torch.dtype, jump: bool = False, compile: bool = False
+) -> dict:
+    """Stream ``chunks`` chunks (or, with ``jump``, 3 chunks at the last position) and time them.
+    ``compile``: the model's ``forward_chunk`` goes through ``torch.compile`` (inductor), compiled during
+    the untimed warm-up stream, whose length is reported as ``warmup_s``."""
     device = parts.device
+    if compile:
+        parts.model.forward_chunk = torch.compile(parts.model.forward_chunk, dynamic=False)
+    tick = time.perf_counter()
     warm = LiveStream(parts, "warm-up", seed=1, dtype=dtype)
     for _ in range(2):
         warm.next()
     del warm
+    warmup_s = time.perf_counter() - tick
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -83,6 +93,7 @@ def bench_model(name: str, parts: StreamModel, chunks: int, dtype: torch.dtype, 
         "window_chunks": parts.settings.window_chunks,
         "sink_chunks": parts.settings.sink_chunks,
         "chunks_timed": len(records),
+        "warmup_s": warmup_s,
         "first_chunk_latency_s": None if jump else first.denoise_s + first.decode_s,
         "denoise_fps": frames / denoise,
         "end_to_end_fps": frames / total,
@@ -102,9 +113,11 @@ def run_bench(
     dtype: str = "float32",
     vae: str | None = None,
     full_history: bool = True,
+    compile: bool = False,
 ) -> dict:
     """Time the preset, the same-width all-F model and (``full_history``) the all-F model that remembers
-    every chunk. Returns the report (schema ``s2dit.stream_bench/1``)."""
+    every chunk; ``compile``: each through ``torch.compile``. Returns the report (schema
+    ``s2dit.stream_bench/1``)."""
     import warnings
 
     settings = settings or StreamSettings()
@@ -113,12 +126,14 @@ def run_bench(
         warnings.simplefilter("ignore")  # random weights, on purpose
         parts = load_stream_model(None, vae=vae, preset=preset, size=size, settings=settings, device=device)
     depth = len(parts.model.config.layout)
-    rows = [bench_model("s2dit", parts, chunks, dt)]
-    rows.append(bench_model("all-F", _with_layout(parts, "F" * depth, settings), chunks, dt))
+    rows = [bench_model("s2dit", parts, chunks, dt, compile=compile)]
+    rows.append(bench_model("all-F", _with_layout(parts, "F" * depth, settings), chunks, dt, compile=compile))
     if full_history:
         whole = dataclasses.replace(settings, window_chunks=max(1, chunks - settings.sink_chunks))
         rows.append(
-            bench_model("all-F, full history", _with_layout(parts, "F" * depth, whole), chunks, dt, True)
+            bench_model(
+                "all-F, full history", _with_layout(parts, "F" * depth, whole), chunks, dt, True, compile
+            )
         )
     ours = rows[0]
     ratios = {}
@@ -136,6 +151,7 @@ def run_bench(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "dtype": dtype,
+        "compile": compile,
         "preset": preset,
         "size": list(size),
         "chunks": chunks,

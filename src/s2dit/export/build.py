@@ -91,6 +91,67 @@ def export_stream(
     return manifest
 
 
+def export_model(
+    runtime: str,
+    out: str | os.PathLike,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    preset: str = "micro",
+    size: tuple[int, int] | None = None,
+    chunk: int | None = None,
+    vae: str | os.PathLike | None = None,
+    quantize: bool = False,
+    warn=None,
+) -> Manifest:
+    """Export a trained S2DiT folder (or run), or with ``checkpoint=None`` the untrained ``preset``, for
+    ``runtime`` into ``out``: what ``s2dit export`` runs. ``size`` (width, height) defaults to the model's
+    (256x144 for a preset); ``chunk`` (latent frames per chunk) to its stream settings; ``vae`` to its VAE.
+    Without a tiny-autoencoder decoder the export has no decoder graph and ``warn`` is told why."""
+    import warnings
+
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.diffusion.stream_pipeline import load_stream_model
+    from s2dit.latent.tiny_ae import TinyAutoencoder
+
+    if chunk is not None and chunk < 1:
+        raise S2DitError(f"--chunk {chunk} must be at least 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = load_stream_model(
+            str(checkpoint) if checkpoint else None,
+            vae=str(vae) if vae else None,
+            preset=preset,
+            size=size or (256, 144),
+        )
+    latent_size = (size[1] // 8, size[0] // 8) if size and checkpoint else parts.latent_size
+    if chunk is not None:
+        parts.settings = dataclasses.replace(parts.settings, chunk_frames=chunk)
+    ae = parts.vae if isinstance(parts.vae, TinyAutoencoder) else None
+    if ae is None and warn is not None:
+        warn(
+            "the model's VAE is not a tiny autoencoder: exporting without a decoder "
+            "(distil one with s2dit train decoder and pass it as --vae)"
+        )
+    if checkpoint:
+        info = read_pipeline(checkpoint)
+        text, text_len, label = info.text, info.text_len, str(checkpoint)
+    else:
+        text, text_len, label = "hashed", 8, f"random-weights:{preset}"
+    return export_stream(
+        parts.model,
+        ae,
+        runtime,
+        out,
+        latent_size,
+        parts.settings,
+        text_len=text_len,
+        text_encoder=text,
+        fps=parts.fps,
+        checkpoint=label,
+        quantize=quantize,
+    )
+
+
 def _quantize_linears(model) -> None:
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerAxis

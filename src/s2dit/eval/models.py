@@ -1,0 +1,96 @@
+"""``s2dit eval model``: sample held-out prompts from one or more checkpoints and score them.
+
+Each model samples the same held-out prompts of an encoded latent folder with the same seeds (the
+training's evaluation, :func:`s2dit.train.evaluate.evaluate_heldout`), with its sampling time per video
+measured in the same run; the prompts' source clips and their VAE reconstructions are scored beside them
+as the ceilings. The headline of each row is the prompt pass rate (docs/architecture.md, the metric).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from s2dit.errors import S2DitError
+
+SAMPLERS = ("euler", "unipc", "stream")
+
+
+def compare_models(
+    checkpoints: list[str | os.PathLike],
+    latents: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    holdout: int = 64,
+    prompts: int = 16,
+    steps: int | None = None,
+    cfg: float | None = None,
+    shift: float | None = None,
+    sampler: str | None = None,
+    frames: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    ceilings: bool = True,
+    notice=print,
+) -> list[dict]:
+    """One result row per scored model (then the ceilings): ``checkpoint``, ``steps``, ``cfg`` (as shown),
+    the scores of :func:`~s2dit.train.evaluate.evaluate_heldout` (``pass_rate``, ``accuracy``, ...) and
+    ``seconds_per_video``. ``steps``/``cfg``/``shift``/``sampler`` left ``None`` take each model's
+    ``pipeline.yaml``; ``frames`` (latent frames per video) the training length. Outputs go to ``out``
+    (one sub-folder per model when there are several); ``notice`` hears about models it could not score."""
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.latent.vae import load_vae
+    from s2dit.model.denoiser import load_denoiser
+    from s2dit.train.config import EvalConfig
+    from s2dit.train.data import LatentBatches
+    from s2dit.train.evaluate import evaluate_ceilings, evaluate_heldout
+    from s2dit.train.trainer import latent_source
+
+    paths = [Path(c) for c in checkpoints]
+    out = Path(out)
+    for c in paths:
+        if not c.exists():
+            raise S2DitError(f"--checkpoint {c} does not exist")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise S2DitError(f"--sampler {sampler!r}: choose from {', '.join(SAMPLERS)}")
+    if frames is not None and frames < 1:
+        raise S2DitError(f"--frames {frames} must be at least 1")
+    results = []
+    for n, path in enumerate(paths):
+        info = read_pipeline(path)
+        e = EvalConfig(
+            prompts=prompts,
+            steps=steps or info.steps,
+            cfg=info.cfg if cfg is None else cfg,
+            shift=shift or info.shift,
+            sampler=sampler or info.sampler,
+            seed=seed,
+        )
+        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
+        model = load_denoiser(path, device)
+        if e.sampler == "stream" and not hasattr(model, "forward_chunk"):
+            raise S2DitError(f"{path} is not an S2DiT: it cannot stream (use --sampler unipc)")
+        vae = load_vae(info.vae) if info.vae else None
+        folder = out if len(paths) == 1 else out / f"{n}-{path.name}"
+        scores = evaluate_heldout(
+            model, data, e, vae, folder, info.fps, torch.device(device), stream=info.stream, frames=frames
+        )
+        if scores is None:
+            notice(f"{path}: latents written to {folder} (no VAE, or no micro-world prompts)")
+            continue
+        steps_text = f"{info.stream.steps} stream" if e.sampler == "stream" else str(e.steps)
+        cfg_text = "-" if e.sampler == "stream" else f"{e.cfg:g}"
+        results.append({"checkpoint": str(path), "steps": steps_text, "cfg": cfg_text, **scores})
+    if results and ceilings:
+        info = read_pipeline(paths[0])
+        data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
+        vae = load_vae(info.vae) if info.vae else None
+        e = EvalConfig(prompts=prompts, seed=seed)
+        found = evaluate_ceilings(data, e, vae, out / "ceilings", info.fps, latent_source(str(latents)))
+        for name, scores in found.items():
+            results.append(
+                {"checkpoint": name, "steps": "-", "cfg": "-", **scores, "seconds_per_video": None}
+            )
+    return results
