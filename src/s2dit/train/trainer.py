@@ -33,13 +33,12 @@ from s2dit.errors import S2DitError
 from s2dit.files import read_yaml
 from s2dit.lock import FolderLock
 from s2dit.model.denoiser import build_denoiser, resolve_spec, same_architecture, save_denoiser
-from s2dit.train import checkpoint
+from s2dit.train import checkpoint, methods
 from s2dit.train.config import TrainConfig
 from s2dit.train.data import LatentBatches, rank_positions
 from s2dit.train.distributed import World, average_gradients, no_sync, setup, unwrap, wrap
 from s2dit.train.ema import EMA
 from s2dit.train.log import MetricLog
-from s2dit.train.methods import flow_matching
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -88,10 +87,12 @@ def latent_source(folder: str) -> dict:
 
 
 class Trainer:
-    """One training run; see the module docstring. ``build_method(cfg, world)`` makes the method: flow
-    matching by default; :func:`s2dit.distill.methods.build_method` knows every ``method:`` name."""
+    """One training run; see the module docstring. ``cfg.method`` names a registered method
+    (:mod:`s2dit.train.methods`): flow matching always, the distillation stages once
+    :mod:`s2dit.distill.methods` is imported."""
 
-    def __init__(self, cfg: TrainConfig, build_method=flow_matching, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        methods.check(cfg.method)
         self.cfg, self.progress = cfg, progress
         self.world: World = setup(cfg.device)
         self.out = Path(cfg.out)
@@ -107,7 +108,7 @@ class Trainer:
             )
         self.data = LatentBatches(cfg.data.latents, cfg.data.text_len, cfg.data.holdout, cfg.seed)
         self.source = latent_source(cfg.data.latents)
-        self.method = build_method(cfg, self.world)
+        self.method = methods.build(cfg, self.world)
         self.train_data = getattr(self.method, "data", None) or self.data
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.spec = resolve_spec(cfg.model)
@@ -381,10 +382,9 @@ def train(
     max_steps: int | None = None,
     progress: bool = True,
     max_seconds: float | None = None,
-    build_method=flow_matching,
 ) -> dict:
-    """Train (or resume) a run; returns the last logged row. ``build_method``: as for :class:`Trainer`."""
-    trainer = Trainer(cfg, build_method, progress=progress)
+    """Train (or resume) a run; returns the last logged row."""
+    trainer = Trainer(cfg, progress=progress)
     try:
         return trainer.run(max_steps, max_seconds)
     finally:
