@@ -6,7 +6,7 @@ import torch
 from s2dit.config import VideoSpec
 from s2dit.errors import ConfigError
 from s2dit.train.clips import ClipSampler, check_clip_settings
-from s2dit.train.vae import AETrainConfig, learning_rate, reconstruction_loss
+from s2dit.train.vae import AETrainConfig, lr_at, reconstruction_loss
 
 
 class FrameNumbered:
@@ -79,14 +79,14 @@ def test_clip_settings_are_checked():
 
 def test_learning_rate_warms_up_then_follows_the_cosine():
     cfg = AETrainConfig(lr=1.0, warmup_steps=10, steps=110, final_lr_ratio=0.1)
-    assert learning_rate(cfg, 0) == pytest.approx(0.1)
-    assert learning_rate(cfg, 9) == pytest.approx(
+    assert lr_at(cfg, 0) == pytest.approx(0.1)
+    assert lr_at(cfg, 9) == pytest.approx(
         1.0 * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(9 / 110 * 3.14159265)).item()))
     )
-    assert learning_rate(cfg, 55) == pytest.approx(0.55)  # half-way down the cosine
-    assert learning_rate(cfg, 110) == pytest.approx(0.1)
+    assert lr_at(cfg, 55) == pytest.approx(0.55)  # half-way down the cosine
+    assert lr_at(cfg, 110) == pytest.approx(0.1)
     constant = AETrainConfig(lr=1.0, warmup_steps=0, schedule="constant")
-    assert learning_rate(constant, 0) == learning_rate(constant, 3999) == 1.0
+    assert lr_at(constant, 0) == lr_at(constant, 3999) == 1.0
     with pytest.raises(ConfigError, match="schedule"):
         AETrainConfig(schedule="linear")
     with pytest.raises(ConfigError, match="precision"):

@@ -158,6 +158,7 @@ def train_supernet(cfg: SupernetConfig, device: str = "cpu", progress: bool = Tr
     from tqdm import tqdm
 
     from s2dit.config import to_dict
+    from s2dit.train.checkpoint import refuse_other_settings
     from s2dit.train.data import LatentBatches
     from s2dit.train.methods import FlowMatching
 
@@ -181,8 +182,7 @@ def train_supernet(cfg: SupernetConfig, device: str = "cpu", progress: bool = Tr
             state = torch.load(ckpt, map_location=dev, weights_only=True)
         except pickle.UnpicklingError:
             raise S2DitError(f"{ckpt} holds objects other than tensors and plain data: not loaded") from None
-        if state["config"] != to_dict(cfg):
-            raise S2DitError(f"{out} holds a supernet run with other settings: use another --out")
+        refuse_other_settings(out, state["config"], cfg, resumable=())
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, losses = state["step"], state["losses"]
