@@ -209,10 +209,16 @@ def test_supernet_training_resumes_and_refuses_other_settings(latents, tmp_path)
         eval_layouts=1,
     )
     first = train_supernet(cfg, progress=False)
+    assert [p.name for p in (tmp_path / "sn" / "checkpoints").iterdir()] == ["step-0000002.pt"]
     again = train_supernet(cfg, progress=False)  # resumes at the end: trains nothing, scores the same
     assert again["scores"] == first["scores"]
     with pytest.raises(S2DitError, match=r"sn holds a run with other settings \(lr: 0.0005 -> 0.001\)"):
         train_supernet(dataclasses.replace(cfg, lr=1e-3), progress=False)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "supernet.pt").write_bytes(b"")  # the format before checkpoints/step-N.pt
+    with pytest.raises(S2DitError, match=r"older format \(supernet\.pt\)"):
+        train_supernet(dataclasses.replace(cfg, out=str(old)), progress=False)
 
 
 @pytest.mark.slow

@@ -99,3 +99,14 @@ def test_the_loss_adds_the_mse_term():
     plain = reconstruction_loss(recon, target, AETrainConfig(mse_weight=0.0))
     assert plain == pytest.approx(0.5)  # uniform target: the weighted L1 is the plain L1
     assert reconstruction_loss(recon, target, AETrainConfig(mse_weight=2.0)) == pytest.approx(0.5 + 2 * 0.25)
+
+
+def test_a_run_folder_checkpointed_in_the_old_format_is_refused_with_how_to_restart(tmp_path):
+    from s2dit.errors import S2DitError
+    from s2dit.train.vae import check_run_folder
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(
+        S2DitError, match=r"older format \(checkpoint\.pt\).* delete .*checkpoint\.pt to restart"
+    ):
+        check_run_folder(tmp_path, AETrainConfig(out=str(tmp_path)))

@@ -12,8 +12,11 @@ data, and it loads with ``torch.load(weights_only=True)``: a crafted file cannot
 A damaged newest checkpoint (truncated by a full disk, a copy cut short) stops the resume with an error
 naming it and the intact previous one; nothing is deleted automatically.
 
-Every s2dit training (the denoiser trainer, the autoencoder and decoder trainers, the supernet) resumes a run
-folder only with the settings it was started with: :func:`refuse_other_settings`.
+Every s2dit training (the denoiser trainer, the autoencoder and decoder trainers, the supernet) checkpoints
+this way, into ``<run folder>/checkpoints/`` (the autoencoders and the supernet store ``model``,
+``optimizer``, ``step``, ``rng`` and ``config``, and what their loops need), and resumes a run folder only
+with the settings it was started with: :func:`refuse_other_settings`. Folders checkpointed in the formats
+before that (``checkpoint.pt``, ``supernet.pt``) are refused with how to restart: :func:`refuse_old_format`.
 """
 
 from __future__ import annotations
@@ -58,6 +61,16 @@ def refuse_other_settings(
     old = dataclasses.replace(old, **{k: getattr(cfg, k) for k in resumable})
     if old != cfg:
         raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
+
+
+def refuse_old_format(out: str | os.PathLike, name: str) -> None:
+    """Refuse a run folder holding ``name``, a checkpoint of the format before ``checkpoints/step-N.pt``."""
+    old = Path(out) / name
+    if old.is_file():
+        raise S2DitError(
+            f"{out} holds a run checkpointed in an older format ({name}), which this version does not "
+            f"resume: start it again in another out folder, or delete {old} to restart it in this one"
+        )
 
 
 def checkpoint_files(folder: Path) -> list[Path]:

@@ -9,8 +9,9 @@ decoder's parameters train; the result is a tiny-autoencoder folder whose config
 (``decodes_for``) and refuses to encode. It plugs in wherever a streaming decoder is used (``--vae`` of
 ``s2dit stream``), and ``s2dit eval vae --vae VAE --decoder OUT`` measures it against the VAE.
 
-Batches come from a generator seeded by ``(seed, step)`` and checkpoints are atomic, so a killed run
-resumes to the same result. The VAE to imitate runs in float32; ``precision`` applies to the student.
+Batches come from a generator seeded by ``(seed, step)`` and checkpoints (``checkpoints/step-N.pt``, as
+``s2dit train vae`` writes them) are atomic, so a killed run resumes to the same result. The VAE to imitate
+runs in float32; ``precision`` applies to the student.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from s2dit.latent.vae import psnr
 from s2dit.train.log import MetricLog, mean_rows
 from s2dit.train.vae import (
     ReconTrainConfig,
-    _save_checkpoint,
     check_run_folder,
     clip_sampler,
     lr_at,
     reconstruction_loss,
     resume_step,
+    save_checkpoint,
 )
 
 
@@ -104,7 +105,7 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
                 window.clear()
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr_vs_target']:.1f}")
             if step % cfg.checkpoint_every == 0 or step == end:
-                _save_checkpoint(out / "checkpoint.pt", model, optimizer, step)
+                save_checkpoint(out, model, optimizer, step, cfg)
     finally:
         log.close()
     bar.close()

@@ -11,8 +11,9 @@ run to ``final_lr_ratio`` × ``lr``, multiplied by a linear warm-up ramp over th
 Batches come from :class:`s2dit.train.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
 exactly the clips an uninterrupted one would).
 
-The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoint.pt``
-(model, optimiser, step; written atomically, resumed automatically) and, at the end, the model:
+The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoints/``
+(``step-NNNNNNN.pt``: model, optimiser, step, generators; :mod:`s2dit.train.checkpoint`, written atomically,
+resumed automatically, the newest two kept) and, at the end, the model:
 ``tiny_ae.safetensors`` + ``tiny_ae.yaml`` (its architecture and the per-channel latent statistics measured
 on the data, used to normalise latents). ``kind: wan`` trains a small diffusers ``AutoencoderKLWan``
 (architecture in ``wan:``) the same way and writes a diffusers VAE folder instead (``config.json`` with the
@@ -29,7 +30,6 @@ import torch
 from torch import nn
 
 from s2dit import precision
-from s2dit.atomic import atomic_path
 from s2dit.config import VideoSpec, save_config
 from s2dit.errors import ConfigError
 from s2dit.files import read_yaml
@@ -150,9 +150,16 @@ def clip_sampler(cfg: ReconTrainConfig, progress: bool) -> ClipSampler:
     )
 
 
-def _save_checkpoint(path: Path, model, optimizer, step: int) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+def save_checkpoint(out: Path, model, optimizer, step: int, cfg) -> None:
+    """``out/checkpoints/step-N.pt`` (:mod:`s2dit.train.checkpoint`), the newest two kept."""
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "rng": checkpoint.rng_state(),
+        "config": dataclasses.asdict(cfg),
+    }
+    checkpoint.save(out / "checkpoints", step, payload, keep=2)
 
 
 @torch.no_grad()
@@ -167,19 +174,22 @@ def latent_statistics(model: nn.Module, dataset, clips: int, seed: int) -> tuple
 
 def check_run_folder(out: Path, cfg) -> None:
     """A run folder with a checkpoint resumes only with the same settings (its location may change)."""
+    checkpoint.refuse_old_format(out, "checkpoint.pt")
     saved = out / "config.yaml"
-    if saved.is_file() and (out / "checkpoint.pt").is_file():
+    if saved.is_file() and checkpoint.checkpoint_files(out / "checkpoints"):
         checkpoint.refuse_other_settings(out, read_yaml(saved), cfg)
 
 
 def resume_step(out: Path, model, optimizer) -> int:
-    """Load ``checkpoint.pt`` into ``model`` and ``optimizer`` if there is one; the step to continue from."""
-    if not (out / "checkpoint.pt").is_file():
+    """Load the newest checkpoint into ``model``, ``optimizer`` and the generators if there is one; the step
+    to continue from."""
+    payload = checkpoint.load_latest(out / "checkpoints")
+    if payload is None:
         return 0
-    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return state["step"]
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    checkpoint.set_rng_state(payload["rng"])
+    return payload["step"]
 
 
 def build_autoencoder(cfg: AETrainConfig) -> nn.Module:
@@ -244,7 +254,7 @@ def train_autoencoder(cfg: AETrainConfig, max_steps: int | None = None, progress
                 window.clear()
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr']:.1f}")
             if step % cfg.checkpoint_every == 0 or step == end:
-                _save_checkpoint(out / "checkpoint.pt", model, optimizer, step)
+                save_checkpoint(out, model, optimizer, step, cfg)
     finally:
         log.close()
     bar.close()
