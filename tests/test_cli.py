@@ -161,6 +161,15 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
 
 
+def test_an_unknown_training_method_is_one_line_and_writes_nothing(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"method: consistency\nout: {tmp_path / 'run'}\n")
+    result = s2dit("train", "--config", str(config), check=False)
+    message = "error: method: 'consistency' must be one of flow_matching, kd, causal_ode, dmd"
+    assert result.returncode == 2 and result.stderr.strip() == message, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 # What s2dit itself writes on stderr: error and warning lines, and the progress bars of the commands run
 # below (tqdm: "DESC:  42%|####  | ..."). Anything else is a library talking on its own.
 OUR_BARS = ("streaming", "sampling", "scoring")

@@ -10,11 +10,11 @@ import torch
 from distill_fixtures import distill_config, make_teacher
 from train_fixtures import tiny_config
 
+import s2dit.distill.methods  # noqa: F401 - registers method dmd
 from s2dit.config import save_config
 from s2dit.diffusion.sampling import Condition
 from s2dit.diffusion.streaming import StreamSampler, denoise_chunk
 from s2dit.distill.dmd import DMD, dmd_gradient, dmd_surrogate, exit_step
-from s2dit.distill.methods import build_method
 from s2dit.model.denoiser import load_denoiser
 from s2dit.train.config import OptimConfig
 from s2dit.train.distributed import World
@@ -95,7 +95,7 @@ def test_only_the_exit_step_carries_gradient():
 
 def make_dmd(latents, teacher, tmp_path, **kw):
     cfg = dmd_config(latents, teacher, tmp_path / "run", **kw)
-    trainer = Trainer(cfg, build_method, progress=False)
+    trainer = Trainer(cfg, progress=False)
     return trainer, trainer.method
 
 
@@ -164,14 +164,12 @@ def test_the_generator_step_guides_with_the_prompt_against_the_empty_prompt(late
 
 
 def test_dmd_trains_and_resumes_exactly(latents, teacher, tmp_path):
-    straight = Trainer(dmd_config(latents, teacher, tmp_path / "straight"), build_method, progress=False)
+    straight = Trainer(dmd_config(latents, teacher, tmp_path / "straight"), progress=False)
     straight.run()
     rows = read_log(tmp_path / "straight")
     assert all("critic_loss" in r and "exit_step" in r for r in rows) and all("loss" in r for r in rows)
-    Trainer(dmd_config(latents, teacher, tmp_path / "resumed"), build_method, progress=False).run(max_steps=2)
-    Trainer(
-        dmd_config(latents, teacher, tmp_path / "resumed"), build_method, progress=False
-    ).run()  # critic restored too
+    Trainer(dmd_config(latents, teacher, tmp_path / "resumed"), progress=False).run(max_steps=2)
+    Trainer(dmd_config(latents, teacher, tmp_path / "resumed"), progress=False).run()  # critic restored too
     a, b = load_denoiser(tmp_path / "straight"), load_denoiser(tmp_path / "resumed")
     assert all(torch.allclose(v, b.state_dict()[k], atol=1e-6) for k, v in a.state_dict().items())
     assert read_log(tmp_path / "straight")[-1]["critic_loss"] == pytest.approx(

@@ -5,10 +5,10 @@ import torch
 from distill_fixtures import STREAM, distill_config, make_cache, make_teacher
 from train_fixtures import TINY_S2DIT, tiny_config
 
+import s2dit.distill.methods  # noqa: F401 - registers methods kd and causal_ode
 from s2dit.diffusion.streaming import StreamSettings
 from s2dit.distill.causal_ode import CausalODE, stream_level_indices
 from s2dit.distill.kd import CachedKD
-from s2dit.distill.methods import build_method
 from s2dit.errors import ConfigError
 from s2dit.model.denoiser import DenoiserSpec, build_denoiser, save_denoiser
 from s2dit.train.config import OptimConfig
@@ -70,7 +70,7 @@ def test_kd_loss_decreases(latents, cache, tmp_path):
     cfg = kd_config(
         latents, cache, tmp_path / "kd", steps=30, log_every=5, optim=OptimConfig(lr=3e-3, warmup_steps=2)
     )
-    train(cfg, progress=False, build_method=build_method)
+    train(cfg, progress=False)
     losses = [r["loss"] for r in read_log(tmp_path / "kd")]
     assert len(losses) == 6 and losses[-1] < 0.9 * losses[0]
     assert {"velocity_loss", "flow_loss"} <= set(read_log(tmp_path / "kd")[0])
@@ -139,7 +139,7 @@ def test_causal_ode_trains_a_block_causal_student(latents, cache, tmp_path):
         steps=30,
         log_every=5,
     )
-    trainer = Trainer(cfg, build_method, progress=False)
+    trainer = Trainer(cfg, progress=False)
     trainer.run()
     losses = [r["loss"] for r in read_log(tmp_path / "ode")]
     assert losses[-1] < 0.7 * losses[0]
@@ -152,15 +152,16 @@ def test_distillation_methods_need_a_cache(latents, tmp_path):
     from s2dit.errors import S2DitError
 
     with pytest.raises(S2DitError, match=r"distill\.cache"):
-        Trainer(tiny_config(latents, tmp_path / "x", method="kd"), build_method, progress=False)
-    with pytest.raises(ConfigError, match="method"):
-        tiny_config(latents, tmp_path / "x", method="consistency")
+        Trainer(tiny_config(latents, tmp_path / "x", method="kd"), progress=False)
+    message = "method: 'consistency' must be one of flow_matching, kd, causal_ode, dmd"
+    with pytest.raises(ConfigError, match=message):
+        Trainer(tiny_config(latents, tmp_path / "x", method="consistency"), progress=False)
 
 
-def test_the_trainer_alone_builds_flow_matching_only(tmp_path):
-    from s2dit.train.methods import FlowMatching, flow_matching
+def test_every_method_is_registered_by_its_name(tmp_path):
+    from s2dit.train import methods
 
-    assert isinstance(flow_matching(tiny_config(tmp_path, tmp_path / "x")), FlowMatching)
-    for method in ("kd", "causal_ode", "dmd"):
-        with pytest.raises(ConfigError, match="build_method"):
-            flow_matching(tiny_config(tmp_path, tmp_path / "x", method=method))
+    assert methods.names() == ("flow_matching", "kd", "causal_ode", "dmd")
+    assert isinstance(methods.build(tiny_config(tmp_path, tmp_path / "x")), methods.FlowMatching)
+    with pytest.raises(ValueError, match="twice"):
+        methods.register("kd", methods.flow_matching)

@@ -1,6 +1,7 @@
 """Latency tables (validation, interpolation), quality files, the supernet, and the search commands."""
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -188,6 +189,36 @@ def test_supernet_scores_rank_the_lower_loss_kind_higher_and_the_search_picks_it
     problem = build_problem(LatencyTable(table_dict()), quality, 4, 512, "LS")
     layout = solve_stable(problem, problem.latency("LLLL") + problem.latency("SSSS")).layout
     assert layout[0] == "L" and layout[1] == "S" and layout[3] == "L"
+
+
+def test_supernet_training_resumes_and_refuses_other_settings(latents, tmp_path):
+    from s2dit.search.supernet import train_supernet
+
+    cfg = SupernetConfig(
+        latents=str(latents),
+        out=str(tmp_path / "sn"),
+        depth=2,
+        width=48,
+        heads=2,
+        ffn_dim=96,
+        text_len=32,
+        holdout=4,
+        steps=2,
+        batch_size=2,
+        eval_clips=1,
+        eval_layouts=1,
+    )
+    first = train_supernet(cfg, progress=False)
+    assert [p.name for p in (tmp_path / "sn" / "checkpoints").iterdir()] == ["step-0000002.pt"]
+    again = train_supernet(cfg, progress=False)  # resumes at the end: trains nothing, scores the same
+    assert again["scores"] == first["scores"]
+    with pytest.raises(S2DitError, match=r"sn holds a run with other settings \(lr: 0.0005 -> 0.001\)"):
+        train_supernet(dataclasses.replace(cfg, lr=1e-3), progress=False)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "supernet.pt").write_bytes(b"")  # the format before checkpoints/step-N.pt
+    with pytest.raises(S2DitError, match=r"older format \(supernet\.pt\)"):
+        train_supernet(dataclasses.replace(cfg, out=str(old)), progress=False)
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import torch
 from s2dit.config import VideoSpec
 from s2dit.errors import ConfigError
 from s2dit.train.clips import ClipSampler, check_clip_settings
-from s2dit.train.vae import AETrainConfig, learning_rate, reconstruction_loss
+from s2dit.train.vae import AETrainConfig, lr_at, reconstruction_loss
 
 
 class FrameNumbered:
@@ -79,14 +79,14 @@ def test_clip_settings_are_checked():
 
 def test_learning_rate_warms_up_then_follows_the_cosine():
     cfg = AETrainConfig(lr=1.0, warmup_steps=10, steps=110, final_lr_ratio=0.1)
-    assert learning_rate(cfg, 0) == pytest.approx(0.1)
-    assert learning_rate(cfg, 9) == pytest.approx(
+    assert lr_at(cfg, 0) == pytest.approx(0.1)
+    assert lr_at(cfg, 9) == pytest.approx(
         1.0 * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(9 / 110 * 3.14159265)).item()))
     )
-    assert learning_rate(cfg, 55) == pytest.approx(0.55)  # half-way down the cosine
-    assert learning_rate(cfg, 110) == pytest.approx(0.1)
+    assert lr_at(cfg, 55) == pytest.approx(0.55)  # half-way down the cosine
+    assert lr_at(cfg, 110) == pytest.approx(0.1)
     constant = AETrainConfig(lr=1.0, warmup_steps=0, schedule="constant")
-    assert learning_rate(constant, 0) == learning_rate(constant, 3999) == 1.0
+    assert lr_at(constant, 0) == lr_at(constant, 3999) == 1.0
     with pytest.raises(ConfigError, match="schedule"):
         AETrainConfig(schedule="linear")
     with pytest.raises(ConfigError, match="precision"):
@@ -99,3 +99,14 @@ def test_the_loss_adds_the_mse_term():
     plain = reconstruction_loss(recon, target, AETrainConfig(mse_weight=0.0))
     assert plain == pytest.approx(0.5)  # uniform target: the weighted L1 is the plain L1
     assert reconstruction_loss(recon, target, AETrainConfig(mse_weight=2.0)) == pytest.approx(0.5 + 2 * 0.25)
+
+
+def test_a_run_folder_checkpointed_in_the_old_format_is_refused_with_how_to_restart(tmp_path):
+    from s2dit.errors import S2DitError
+    from s2dit.train.vae import check_run_folder
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(
+        S2DitError, match=r"older format \(checkpoint\.pt\).* delete .*checkpoint\.pt to restart"
+    ):
+        check_run_folder(tmp_path, AETrainConfig(out=str(tmp_path)))

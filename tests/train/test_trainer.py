@@ -17,7 +17,8 @@ from s2dit.train.checkpoint import checkpoint_files
 from s2dit.train.config import EvalConfig, OptimConfig, TrainConfig
 from s2dit.train.data import rank_positions
 from s2dit.train.log import read_log
-from s2dit.train.trainer import Trainer, lr_factor, train
+from s2dit.train.schedule import learning_rate
+from s2dit.train.trainer import Trainer, train
 
 BIN = os.path.dirname(sys.executable)
 
@@ -113,10 +114,13 @@ def test_batches_split_over_ranks_and_accumulation_without_overlap():
 
 
 def test_learning_rate_schedule():
-    cfg = TrainConfig(steps=110, optim=OptimConfig(warmup_steps=10, schedule="cosine", min_lr_ratio=0.1))
-    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
-    assert lr_factor(10, cfg) == pytest.approx(1.0) and lr_factor(60, cfg) == pytest.approx(0.55)
-    assert lr_factor(110, cfg) == pytest.approx(0.1)
+    def lr_factor(step):  # the trainer's: the cosine starts after the warm-up
+        return learning_rate(step, steps=110, warmup_steps=10, schedule="cosine", min_ratio=0.1)
+
+    assert lr_factor(0) == pytest.approx(0.1) and lr_factor(9) == pytest.approx(1.0)
+    assert lr_factor(10) == pytest.approx(1.0) and lr_factor(60) == pytest.approx(0.55)
+    assert lr_factor(110) == pytest.approx(0.1)
+    assert learning_rate(3, steps=110, warmup_steps=10, peak=2e-4) == pytest.approx(0.8e-4)  # constant
 
 
 def test_evaluation_writes_videos_a_contact_sheet_and_scores(latents, tmp_path):

@@ -36,7 +36,7 @@ def _search_inputs(latency: Path, quality: Path, depth: int, tokens: int, kinds:
 @app.command("supernet")
 def search_supernet(
     latents: Path = typer.Option(..., help="Encoded latent folder (s2dit data encode)."),
-    out: Path = typer.Option(Path("runs/supernet"), help="Run folder: supernet.pt and quality.json."),
+    out: Path = typer.Option(Path("runs/supernet"), help="Run folder: checkpoints/ and quality.json."),
     depth: int = typer.Option(10, help="Depth positions."),
     kinds: str = typer.Option("LS", help="Candidate kinds per position (letters from L, S, F)."),
     preset: str = typer.Option("micro", help="Width, heads, FFN and text width from this preset."),

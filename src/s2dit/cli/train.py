@@ -37,8 +37,8 @@ def train_denoiser(
     """
     if ctx.invoked_subcommand is not None:
         return
+    import s2dit.distill.methods  # noqa: F401 - registers the distillation methods with the trainer
     from s2dit.config import load_config
-    from s2dit.distill.methods import build_method
     from s2dit.train.config import TrainConfig
     from s2dit.train.trainer import train
 
@@ -49,7 +49,7 @@ def train_denoiser(
     if max_seconds is not None and not 0 < max_seconds < math.inf:
         raise S2DitError(f"--max-seconds must be positive and finite, got {max_seconds}")
     cfg = load_config(TrainConfig, config, list(set_))
-    row = train(cfg, max_steps=max_steps, max_seconds=max_seconds, build_method=build_method)
+    row = train(cfg, max_steps=max_steps, max_seconds=max_seconds)
     console.print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
 
 

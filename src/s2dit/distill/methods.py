@@ -1,7 +1,7 @@
-"""Every training method by its config name (``method:`` of a training config).
+"""The distillation stages as training methods (``method: kd | causal_ode | dmd`` of a training config).
 
-The trainer (:mod:`s2dit.train.trainer`) knows flow matching only; the distillation stages sit above it,
-so whoever starts a run hands the trainer :func:`build_method` (``s2dit train`` does).
+The trainer (:mod:`s2dit.train.trainer`) sits below them, so they register themselves in its registry
+(:mod:`s2dit.train.methods`) when this module is imported; ``s2dit train`` imports it.
 """
 
 from __future__ import annotations
@@ -9,24 +9,34 @@ from __future__ import annotations
 from s2dit.errors import S2DitError
 from s2dit.train.config import TrainConfig
 from s2dit.train.distributed import World
-from s2dit.train.methods import flow_matching
+from s2dit.train.methods import register
 
 
-def build_method(cfg: TrainConfig, world: World):
-    """The training method named by ``cfg.method``."""
-    d = cfg.distill
-    if cfg.method == "flow_matching":
-        return flow_matching(cfg, world)
-    if cfg.method in ("kd", "causal_ode") and not d.cache:
+def _cache(cfg: TrainConfig) -> str:
+    if not cfg.distill.cache:
         raise S2DitError(f"method {cfg.method} needs distill.cache (a folder made by s2dit distill cache)")
-    if cfg.method == "kd":
-        from s2dit.distill.kd import CachedKD
+    return cfg.distill.cache
 
-        return CachedKD(d.cache, cfg.data.text_len, cfg.timesteps, cfg.seed, d.velocity_weight, d.flow_weight)
-    if cfg.method == "causal_ode":
-        from s2dit.distill.causal_ode import CausalODE
 
-        return CausalODE(d.cache, cfg.data.text_len, d.stream, cfg.seed)
+def kd(cfg: TrainConfig, world: World):
+    from s2dit.distill.kd import CachedKD
+
+    d = cfg.distill
+    return CachedKD(_cache(cfg), cfg.data.text_len, cfg.timesteps, cfg.seed, d.velocity_weight, d.flow_weight)
+
+
+def causal_ode(cfg: TrainConfig, world: World):
+    from s2dit.distill.causal_ode import CausalODE
+
+    return CausalODE(_cache(cfg), cfg.data.text_len, cfg.distill.stream, cfg.seed)
+
+
+def dmd(cfg: TrainConfig, world: World):
     from s2dit.distill.dmd import DMD
 
-    return DMD(d, world, cfg.seed)
+    return DMD(cfg.distill, world, cfg.seed)
+
+
+register("kd", kd)
+register("causal_ode", causal_ode)
+register("dmd", dmd)

@@ -10,7 +10,8 @@ within a position matter to the search.
 
 The result is ``quality.json`` (schema ``s2dit.quality/1``, see :func:`validate_quality`), with how it was
 made.
-The run folder keeps ``supernet.pt`` (atomic, every ``checkpoint_every`` steps), so a killed run resumes.
+The run folder keeps ``checkpoints/step-N.pt`` (:mod:`s2dit.train.checkpoint`, every ``checkpoint_every``
+steps, the newest two), so a killed run resumes.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import dataclasses
 import json
 import math
 import os
-import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from s2dit.atomic import atomic_path, write_text_atomic
+from s2dit.atomic import write_text_atomic
 from s2dit.diffusion.flow import TimestepSampling
 from s2dit.errors import S2DitError
 from s2dit.files import read_json
@@ -158,12 +158,14 @@ def train_supernet(cfg: SupernetConfig, device: str = "cpu", progress: bool = Tr
     from tqdm import tqdm
 
     from s2dit.config import to_dict
+    from s2dit.train import checkpoint
     from s2dit.train.data import LatentBatches
     from s2dit.train.methods import FlowMatching
 
     if not cfg.latents:
         raise S2DitError("--latents: an encoded latent folder is required (s2dit data encode)")
     out = Path(cfg.out)
+    checkpoint.refuse_old_format(out, "supernet.pt")
     out.mkdir(parents=True, exist_ok=True)
     data = LatentBatches(cfg.latents, cfg.text_len, cfg.holdout, cfg.seed)
     text_dim = data.clips([0])["text"].shape[-1]
@@ -175,22 +177,19 @@ def train_supernet(cfg: SupernetConfig, device: str = "cpu", progress: bool = Tr
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     method = FlowMatching(cfg.timesteps, cfg_dropout=0.0, seed=cfg.seed)
     null = data.null_text()
-    ckpt, step, losses = out / "supernet.pt", 0, []
-    if ckpt.is_file():
-        try:  # weights_only: tensors and plain data only; a crafted file cannot run code on resume
-            state = torch.load(ckpt, map_location=dev, weights_only=True)
-        except pickle.UnpicklingError:
-            raise S2DitError(f"{ckpt} holds objects other than tensors and plain data: not loaded") from None
-        if state["config"] != to_dict(cfg):
-            raise S2DitError(f"{out} holds a supernet run with other settings: use another --out")
+    step, losses = 0, []
+    state = checkpoint.load_latest(out / "checkpoints")
+    if state is not None:
+        checkpoint.refuse_other_settings(out, state["config"], cfg, resumable=())
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
         step, losses = state["step"], state["losses"]
 
     def save() -> None:
         payload = {"config": to_dict(cfg), "model": net.state_dict(), "optimizer": opt.state_dict()}
-        with atomic_path(ckpt) as tmp:
-            torch.save({**payload, "step": step, "losses": losses}, tmp)
+        payload |= {"step": step, "losses": losses, "rng": checkpoint.rng_state()}
+        checkpoint.save(out / "checkpoints", step, payload, keep=2)
 
     net.train()
     with tqdm(total=cfg.steps, initial=step, desc="supernet", unit="step", disable=not progress) as bar:

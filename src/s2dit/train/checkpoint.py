@@ -11,13 +11,22 @@ data, and it loads with ``torch.load(weights_only=True)``: a crafted file cannot
 
 A damaged newest checkpoint (truncated by a full disk, a copy cut short) stops the resume with an error
 naming it and the intact previous one; nothing is deleted automatically.
+
+Every s2dit training (the denoiser trainer, the autoencoder and decoder trainers, the supernet) checkpoints
+this way, into ``<run folder>/checkpoints/`` (the autoencoders and the supernet store ``model``,
+``optimizer``, ``step``, ``rng`` and ``config``, and what their loops need), and resumes a run folder only
+with the settings it was started with: :func:`refuse_other_settings`. Folders checkpointed in the formats
+before that (``checkpoint.pt``, ``supernet.pt``) are refused with how to restart: :func:`refuse_old_format`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pickle
 import random
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +39,38 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from s2dit.atomic import atomic_path
-from s2dit.errors import S2DitError
+from s2dit.config import describe_changes, from_dict
+from s2dit.errors import ConfigError, S2DitError
 from s2dit.train.distributed import World
 
 PATTERN = re.compile(r"step-(\d{7})\.pt")
+
+
+def refuse_other_settings(
+    out: str | os.PathLike, saved: dict, cfg, resumable: Iterable[str] = ("out",)
+) -> None:
+    """Refuse to continue the run in ``out``, started with the settings ``saved`` (a config as plain data),
+    with a ``cfg`` (a config dataclass of the same type) that differs in more than the ``resumable`` fields.
+    The error lists the differences."""
+    try:
+        old = from_dict(type(cfg), saved)
+    except ConfigError as e:
+        raise S2DitError(
+            f"{out} holds a run whose settings this version cannot read ({e}); use another out folder"
+        ) from None
+    old = dataclasses.replace(old, **{k: getattr(cfg, k) for k in resumable})
+    if old != cfg:
+        raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
+
+
+def refuse_old_format(out: str | os.PathLike, name: str) -> None:
+    """Refuse a run folder holding ``name``, a checkpoint of the format before ``checkpoints/step-N.pt``."""
+    old = Path(out) / name
+    if old.is_file():
+        raise S2DitError(
+            f"{out} holds a run checkpointed in an older format ({name}), which this version does not "
+            f"resume: start it again in another out folder, or delete {old} to restart it in this one"
+        )
 
 
 def checkpoint_files(folder: Path) -> list[Path]:

@@ -9,31 +9,33 @@ decoder's parameters train; the result is a tiny-autoencoder folder whose config
 (``decodes_for``) and refuses to encode. It plugs in wherever a streaming decoder is used (``--vae`` of
 ``s2dit stream``), and ``s2dit eval vae --vae VAE --decoder OUT`` measures it against the VAE.
 
-Batches come from a generator seeded by ``(seed, step)`` and checkpoints are atomic, so a killed run
-resumes to the same result. The VAE to imitate runs in float32; ``precision`` applies to the student.
+Batches come from a generator seeded by ``(seed, step)`` and checkpoints (``checkpoints/step-N.pt``, as
+``s2dit train vae`` writes them) are atomic, so a killed run resumes to the same result. The VAE to imitate
+runs in float32; ``precision`` applies to the student.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import torch
 
+from s2dit import precision
 from s2dit.config import save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.latent.tiny_ae import TinyAutoencoder, save_tiny_ae
 from s2dit.latent.vae import psnr
+from s2dit.train.log import MetricLog, mean_rows
 from s2dit.train.vae import (
-    MetricWindow,
     ReconTrainConfig,
-    _save_checkpoint,
-    autocast,
+    check_run_folder,
     clip_sampler,
-    learning_rate,
+    lr_at,
     reconstruction_loss,
-    refuse_other_settings,
     resume_step,
+    save_checkpoint,
 )
 
 
@@ -61,7 +63,7 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
     if not cfg.vae:
         raise S2DitError("--vae: the VAE to imitate is required (a Wan VAE folder or a tiny_ae folder)")
     out = Path(cfg.out)
-    refuse_other_settings(out, cfg)
+    check_run_folder(out, cfg)
     teacher = load_vae(cfg.vae)
     sampler = clip_sampler(cfg, progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +76,8 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
     end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
     metrics: dict = {"step": step}
     bar = tqdm(total=end, initial=step, desc="train decoder", unit="step", disable=not progress)
-    with open(out / "train_log.jsonl", "a") as log:
-        window = MetricWindow(log, ("loss", "psnr_vs_target"))
+    log, window, start = MetricLog(out, step, tensorboard=False), [], time.perf_counter()
+    try:
         while step < end:
             pixels = sampler.batch(step)
             with torch.no_grad():
@@ -85,23 +87,27 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
                         f"{cfg.vae} makes {latents.shape[1]}-channel latents: set model.latent_channels"
                     )
                 target = teacher.decode(latents).clamp(-1, 1) if cfg.target == "vae" else pixels
-            with autocast(cfg):
+            with precision.autocast(cfg.precision, "cpu"):
                 decoded = model.decode(latents)
             loss = reconstruction_loss(decoded, target, cfg)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)
+                group["lr"] = lr_at(cfg, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.decoder_parameters(), 1.0)
             optimizer.step()
             step += 1
-            window.add(loss.item(), psnr(decoded.detach().float(), target))
+            window.append({"loss": loss.item(), "psnr_vs_target": psnr(decoded.detach().float(), target)})
             bar.update()
             if step % cfg.log_every == 0 or step == end:
-                metrics = window.write(step)
+                metrics = {"step": step, **mean_rows(window), "seconds": time.perf_counter() - start}
+                log.write(metrics)
+                window.clear()
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr_vs_target']:.1f}")
             if step % cfg.checkpoint_every == 0 or step == end:
-                _save_checkpoint(out / "checkpoint.pt", model, optimizer, step)
+                save_checkpoint(out, model, optimizer, step, cfg)
+    finally:
+        log.close()
     bar.close()
     if step >= cfg.steps:
         save_tiny_ae(model.eval(), out)

@@ -1,7 +1,14 @@
 """Training methods: each turns a batch into a loss. The trainer owns everything else (processes,
-precision, accumulation, clipping, EMA, checkpoints, logging), so KD and DMD plug in as new methods."""
+precision, accumulation, clipping, EMA, checkpoints, logging), so KD and DMD plug in as new methods.
+
+The methods by their ``method:`` name are one dict, filled by :func:`register`. Flow matching registers
+below; the distillation stages sit above the trainer (docs/architecture.md §1) and register when
+:mod:`s2dit.distill.methods` is imported (``s2dit train`` imports it), so the trainer names none of them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -45,12 +52,37 @@ class FlowMatching:
         return flow_matching_loss(v, d["x0"], d["noise"]), {}
 
 
+# name -> builder(cfg, world) -> method
+_BUILDERS: dict[str, Callable] = {}
+
+
+def register(name: str, builder: Callable) -> None:
+    """Make ``method: name`` build its method with ``builder(cfg, world)``."""
+    if _BUILDERS.get(name, builder) is not builder:
+        raise ValueError(f"training method {name!r} is registered twice")
+    _BUILDERS[name] = builder
+
+
+def names() -> tuple[str, ...]:
+    """The registered method names, in registration order."""
+    return tuple(_BUILDERS)
+
+
+def check(name: str) -> None:
+    """Refuse a ``method:`` that no imported module registered."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"method: {name!r} must be one of {', '.join(_BUILDERS)}")
+
+
+def build(cfg, world=None):
+    """The method named by ``cfg.method`` (a ``TrainConfig``), built for ``world``."""
+    check(cfg.method)
+    return _BUILDERS[cfg.method](cfg, world)
+
+
 def flow_matching(cfg, world=None) -> FlowMatching:
-    """The trainer's own method, built from a ``TrainConfig`` (``method: flow_matching``). The distillation
-    stages live above the trainer: :func:`s2dit.distill.methods.build_method` builds every method."""
-    if cfg.method != "flow_matching":
-        raise ConfigError(
-            f"method {cfg.method} is a distillation stage: pass "
-            "build_method=s2dit.distill.methods.build_method to the trainer (s2dit train does)"
-        )
+    """``method: flow_matching``, from a ``TrainConfig``."""
     return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames)
+
+
+register("flow_matching", flow_matching)

@@ -28,35 +28,18 @@ from pathlib import Path
 import torch
 
 from s2dit import precision
-from s2dit.config import describe_changes, from_dict, save_config
+from s2dit.config import save_config
 from s2dit.errors import S2DitError
 from s2dit.files import read_yaml
 from s2dit.lock import FolderLock
 from s2dit.model.denoiser import build_denoiser, resolve_spec, same_architecture, save_denoiser
-from s2dit.train import checkpoint
+from s2dit.train import checkpoint, methods
 from s2dit.train.config import TrainConfig
 from s2dit.train.data import LatentBatches, rank_positions
 from s2dit.train.distributed import World, average_gradients, no_sync, setup, unwrap, wrap
 from s2dit.train.ema import EMA
-from s2dit.train.log import MetricLog
-from s2dit.train.methods import flow_matching
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then constant or cosine decay to ``min_lr_ratio``."""
-    o = cfg.optim
-    if step < o.warmup_steps:
-        return (step + 1) / o.warmup_steps
-    if o.schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps))
-    return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def autocast(cfg: TrainConfig, device: torch.device):
-    """bf16 autocast where ``cfg.precision`` (``auto``: GPUs and CPUs with bf16 matrix units) asks for it."""
-    return precision.autocast(cfg.precision, device)
-
+from s2dit.train.log import MetricLog, mean_rows
+from s2dit.train.schedule import learning_rate
 
 # Settings a resumed run may change: where it lives, how long it runs, how often it reports, compiling.
 RESUMABLE_CHANGES = (
@@ -75,10 +58,7 @@ def check_run_folder(cfg: TrainConfig) -> None:
     """Refuse to continue a run folder made with other settings (except :data:`RESUMABLE_CHANGES`)."""
     saved = Path(cfg.out) / "config.yaml"
     if saved.is_file() and checkpoint.checkpoint_files(Path(cfg.out) / "checkpoints"):
-        old = from_dict(TrainConfig, read_yaml(saved))
-        old = dataclasses.replace(old, **{k: getattr(cfg, k) for k in RESUMABLE_CHANGES})
-        if old != cfg:
-            raise S2DitError(f"{cfg.out} holds a run with other settings ({describe_changes(old, cfg)})")
+        checkpoint.refuse_other_settings(cfg.out, read_yaml(saved), cfg, RESUMABLE_CHANGES)
 
 
 def latent_source(folder: str) -> dict:
@@ -88,10 +68,12 @@ def latent_source(folder: str) -> dict:
 
 
 class Trainer:
-    """One training run; see the module docstring. ``build_method(cfg, world)`` makes the method: flow
-    matching by default; :func:`s2dit.distill.methods.build_method` knows every ``method:`` name."""
+    """One training run; see the module docstring. ``cfg.method`` names a registered method
+    (:mod:`s2dit.train.methods`): flow matching always, the distillation stages once
+    :mod:`s2dit.distill.methods` is imported."""
 
-    def __init__(self, cfg: TrainConfig, build_method=flow_matching, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        methods.check(cfg.method)
         self.cfg, self.progress = cfg, progress
         self.world: World = setup(cfg.device)
         self.out = Path(cfg.out)
@@ -107,7 +89,7 @@ class Trainer:
             )
         self.data = LatentBatches(cfg.data.latents, cfg.data.text_len, cfg.data.holdout, cfg.seed)
         self.source = latent_source(cfg.data.latents)
-        self.method = build_method(cfg, self.world)
+        self.method = methods.build(cfg, self.world)
         self.train_data = getattr(self.method, "data", None) or self.data
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.spec = resolve_spec(cfg.model)
@@ -125,7 +107,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: learning_rate(
+                s, steps=cfg.steps, warmup_steps=o.warmup_steps, schedule=o.schedule, min_ratio=o.min_lr_ratio
+            ),
+        )
         self.ema = EMA(unwrap(self.model), cfg.ema_decay, cfg.ema_warmup)
         self.step = 0
         payload = checkpoint.load_latest(self.out / "checkpoints")
@@ -162,7 +149,7 @@ class Trainer:
             )
             batch = self.train_data.batch(positions)
             with no_sync(self.model, micro == cfg.grad_accum - 1):
-                with autocast(cfg, world.device):
+                with precision.autocast(cfg.precision, world.device):
                     loss, extra = self.method.loss(self.model, batch, self.null, world.device, self.step)
                 logs.update({k: float(v) for k, v in extra.items()})
                 if loss is None:
@@ -214,11 +201,9 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == end:
                     seconds = time.perf_counter() - tick
                     samples = len(window) * cfg.batch_size
-                    keys = dict.fromkeys(k for entry in window for k in entry)
-                    means = {k: [e[k] for e in window if k in e] for k in keys}
                     row = {
                         "step": self.step,
-                        **{k: sum(v) / len(v) for k, v in means.items()},
+                        **mean_rows(window),
                         "lr": self.scheduler.get_last_lr()[0],
                         "samples_per_s": samples / seconds,
                         "tokens_per_s": samples * tokens / seconds,
@@ -337,7 +322,7 @@ class Trainer:
                 "swap_gap_train": CaptionSwap(self.data, train, encoder, self.cfg.data.text_len),
             }
         model = self.ema_model(state)
-        with autocast(self.cfg, self.world.device):
+        with precision.autocast(self.cfg.precision, self.world.device):
             return {
                 f"{prefix}_{attr}": gap
                 for prefix, swap in self._swaps.items()
@@ -352,7 +337,7 @@ class Trainer:
 
             model = self.ema_model(state)
             folder = self.out / "samples" / f"step-{self.step:07d}"
-            amp = autocast(self.cfg, self.world.device)
+            amp = precision.autocast(self.cfg.precision, self.world.device)
             vae = self.load_vae()
             scores = evaluate_heldout(
                 model,
@@ -381,10 +366,9 @@ def train(
     max_steps: int | None = None,
     progress: bool = True,
     max_seconds: float | None = None,
-    build_method=flow_matching,
 ) -> dict:
-    """Train (or resume) a run; returns the last logged row. ``build_method``: as for :class:`Trainer`."""
-    trainer = Trainer(cfg, build_method, progress=progress)
+    """Train (or resume) a run; returns the last logged row."""
+    trainer = Trainer(cfg, progress=progress)
     try:
         return trainer.run(max_steps, max_seconds)
     finally:

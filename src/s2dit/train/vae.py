@@ -11,8 +11,9 @@ run to ``final_lr_ratio`` × ``lr``, multiplied by a linear warm-up ramp over th
 Batches come from :class:`s2dit.train.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
 exactly the clips an uninterrupted one would).
 
-The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoint.pt``
-(model, optimiser, step; written atomically, resumed automatically) and, at the end, the model:
+The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoints/``
+(``step-NNNNNNN.pt``: model, optimiser, step, generators; :mod:`s2dit.train.checkpoint`, written atomically,
+resumed automatically, the newest two kept) and, at the end, the model:
 ``tiny_ae.safetensors`` + ``tiny_ae.yaml`` (its architecture and the per-channel latent statistics measured
 on the data, used to normalise latents). ``kind: wan`` trains a small diffusers ``AutoencoderKLWan``
 (architecture in ``wan:``) the same way and writes a diffusers VAE folder instead (``config.json`` with the
@@ -21,24 +22,24 @@ measured statistics as ``latents_mean``/``latents_std`` + weights).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import math
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from s2dit.atomic import atomic_path, write_text_atomic
-from s2dit.config import VideoSpec, describe_changes, from_dict, save_config
-from s2dit.errors import ConfigError, S2DitError
+from s2dit import precision
+from s2dit.config import VideoSpec, save_config
+from s2dit.errors import ConfigError
 from s2dit.files import read_yaml
 from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 from s2dit.latent.vae import psnr
 from s2dit.latent.wan_vae import WanVAEArch
+from s2dit.train import checkpoint
 from s2dit.train.clips import ClipSampler, check_clip_settings
+from s2dit.train.log import MetricLog, mean_rows
+from s2dit.train.schedule import learning_rate
 
 
 @dataclasses.dataclass
@@ -125,24 +126,18 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, cfg: ReconTra
     return loss + cfg.mse_weight * (recon - target).square().mean() if cfg.mse_weight else loss
 
 
-def learning_rate(cfg: ReconTrainConfig, step: int) -> float:
-    """Linear warm-up over ``warmup_steps``, then constant or a cosine decay to ``final_lr_ratio`` × lr."""
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    if cfg.schedule == "constant":
-        return cfg.lr * warm
-    progress = min(1.0, step / cfg.steps)
-    return (
-        cfg.lr
-        * warm
-        * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+def lr_at(cfg: ReconTrainConfig, step: int) -> float:
+    """Linear warm-up over ``warmup_steps`` times constant or a cosine decay over the whole run to
+    ``final_lr_ratio`` × lr (:func:`s2dit.train.schedule.learning_rate`)."""
+    return learning_rate(
+        step,
+        steps=cfg.steps,
+        warmup_steps=cfg.warmup_steps,
+        schedule=cfg.schedule,
+        min_ratio=cfg.final_lr_ratio,
+        decay_start=0,
+        peak=cfg.lr,
     )
-
-
-def autocast(cfg: ReconTrainConfig):
-    """The forward pass's precision context (bfloat16 autocast on the CPU, or nothing)."""
-    if cfg.precision == "bfloat16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def clip_sampler(cfg: ReconTrainConfig, progress: bool) -> ClipSampler:
@@ -155,9 +150,16 @@ def clip_sampler(cfg: ReconTrainConfig, progress: bool) -> ClipSampler:
     )
 
 
-def _save_checkpoint(path: Path, model, optimizer, step: int) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+def save_checkpoint(out: Path, model, optimizer, step: int, cfg) -> None:
+    """``out/checkpoints/step-N.pt`` (:mod:`s2dit.train.checkpoint`), the newest two kept."""
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "rng": checkpoint.rng_state(),
+        "config": dataclasses.asdict(cfg),
+    }
+    checkpoint.save(out / "checkpoints", step, payload, keep=2)
 
 
 @torch.no_grad()
@@ -170,57 +172,24 @@ def latent_statistics(model: nn.Module, dataset, clips: int, seed: int) -> tuple
     return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-3).tolist()
 
 
-def refuse_other_settings(out: Path, cfg) -> None:
+def check_run_folder(out: Path, cfg) -> None:
     """A run folder with a checkpoint resumes only with the same settings (its location may change)."""
+    checkpoint.refuse_old_format(out, "checkpoint.pt")
     saved = out / "config.yaml"
-    if saved.is_file() and (out / "checkpoint.pt").is_file():
-        try:
-            old = from_dict(type(cfg), read_yaml(saved))
-        except ConfigError as e:
-            raise S2DitError(
-                f"{out} holds a run whose settings this version cannot read ({e}); use another out folder"
-            ) from None
-        old = dataclasses.replace(old, out=cfg.out)
-        if old != cfg:
-            raise S2DitError(f"{out} holds a run with other settings ({describe_changes(old, cfg)})")
+    if saved.is_file() and checkpoint.checkpoint_files(out / "checkpoints"):
+        checkpoint.refuse_other_settings(out, read_yaml(saved), cfg)
 
 
 def resume_step(out: Path, model, optimizer) -> int:
-    """Load ``checkpoint.pt`` into ``model`` and ``optimizer`` if there is one; the step to continue from.
-    Log lines written after that checkpoint (by a run killed between checkpoints) are dropped, so the
-    resumed run's lines replace them instead of repeating their steps."""
-    if not (out / "checkpoint.pt").is_file():
+    """Load the newest checkpoint into ``model``, ``optimizer`` and the generators if there is one; the step
+    to continue from."""
+    payload = checkpoint.load_latest(out / "checkpoints")
+    if payload is None:
         return 0
-    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    log = out / "train_log.jsonl"
-    if log.is_file():
-        lines = log.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= state["step"]]
-        if len(kept) != len(lines):
-            write_text_atomic(log, "".join(kept))
-    return state["step"]
-
-
-class MetricWindow:
-    """Per-step metrics averaged between log lines, appended to ``train_log.jsonl``."""
-
-    def __init__(self, log, names: tuple[str, ...]):
-        self.log, self.names, self.rows = log, names, []
-        self.start = time.perf_counter()
-
-    def add(self, *values: float) -> None:
-        self.rows.append(values)
-
-    def write(self, step: int) -> dict:
-        means = (sum(v) / len(self.rows) for v in zip(*self.rows, strict=True))
-        metrics = {"step": step, **dict(zip(self.names, means, strict=True))}
-        metrics["seconds"] = time.perf_counter() - self.start
-        self.log.write(json.dumps(metrics) + "\n")
-        self.log.flush()
-        self.rows.clear()
-        return metrics
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    checkpoint.set_rng_state(payload["rng"])
+    return payload["step"]
 
 
 def build_autoencoder(cfg: AETrainConfig) -> nn.Module:
@@ -249,7 +218,7 @@ def train_autoencoder(cfg: AETrainConfig, max_steps: int | None = None, progress
     from tqdm import tqdm
 
     out = Path(cfg.out)
-    refuse_other_settings(out, cfg)
+    check_run_folder(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     sampler = clip_sampler(cfg, progress)
@@ -261,29 +230,33 @@ def train_autoencoder(cfg: AETrainConfig, max_steps: int | None = None, progress
     end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
     metrics: dict = {"step": step}
     bar = tqdm(total=end, initial=step, desc="train vae", unit="step", disable=not progress)
-    with open(out / "train_log.jsonl", "a") as log:
-        window = MetricWindow(log, ("loss", "kl", "psnr"))
+    log, window, start = MetricLog(out, step, tensorboard=False), [], time.perf_counter()
+    try:
         while step < end:
             pixels = sampler.batch(step)
-            with autocast(cfg):
+            with precision.autocast(cfg.precision, "cpu"):
                 recon, mean, logvar = model(pixels, sample=cfg.sample_posterior)
             rec = reconstruction_loss(recon, pixels, cfg)
             kl = kl_divergence(mean.float(), logvar.float())
             loss = rec + cfg.kl_weight * kl
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)
+                group["lr"] = lr_at(cfg, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            window.add(rec.item(), kl.item(), psnr(recon.detach().float(), pixels))
+            window.append({"loss": rec.item(), "kl": kl.item(), "psnr": psnr(recon.detach().float(), pixels)})
             bar.update()
             if step % cfg.log_every == 0 or step == end:
-                metrics = window.write(step)
+                metrics = {"step": step, **mean_rows(window), "seconds": time.perf_counter() - start}
+                log.write(metrics)
+                window.clear()
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr']:.1f}")
             if step % cfg.checkpoint_every == 0 or step == end:
-                _save_checkpoint(out / "checkpoint.pt", model, optimizer, step)
+                save_checkpoint(out, model, optimizer, step, cfg)
+    finally:
+        log.close()
     bar.close()
     if step >= cfg.steps:  # finished: measure the latent statistics and write the model
         model.eval()
