@@ -32,11 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_state_dict,
-    set_state_dict,
-)
 
 from s2dit.atomic import atomic_path
 from s2dit.config import describe_changes, from_dict
@@ -82,6 +77,10 @@ def checkpoint_files(folder: Path) -> list[Path]:
 
 def full_state(model: nn.Module, optimizer: torch.optim.Optimizer, world: World) -> tuple[dict, dict]:
     """Unsharded model and optimiser state dicts (every rank must call; rank 0 receives them)."""
+    # Imported here: torch.distributed.checkpoint is hundreds of modules the single-process trainings of
+    # this module's other users (s2dit train vae, the supernet) never need.
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
     options = StateDictOptions(full_state_dict=True, cpu_offload=world.distributed)
     model_state, optim_state = get_state_dict(model, optimizer, options=options)
     if not world.distributed:
@@ -139,6 +138,8 @@ def load_latest(folder: Path) -> dict | None:
 
 def restore(model: nn.Module, optimizer: torch.optim.Optimizer, payload: dict, world: World) -> None:
     """Load model and optimiser state from a checkpoint payload into the (wrapped) model."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
     set_state_dict(
         model,
         optimizer,

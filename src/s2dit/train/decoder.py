@@ -17,7 +17,6 @@ runs in float32; ``precision`` applies to the student.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
@@ -27,16 +26,7 @@ from s2dit.config import save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.latent.tiny_ae import TinyAutoencoder, save_tiny_ae
 from s2dit.latent.vae import psnr
-from s2dit.train.log import MetricLog, mean_rows
-from s2dit.train.vae import (
-    ReconTrainConfig,
-    check_run_folder,
-    clip_sampler,
-    lr_at,
-    reconstruction_loss,
-    resume_step,
-    save_checkpoint,
-)
+from s2dit.train.vae import ReconTrainConfig, check_run_folder, clip_sampler, fit, reconstruction_loss
 
 
 @dataclasses.dataclass
@@ -56,8 +46,6 @@ class DecoderTrainConfig(ReconTrainConfig):
 
 def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
     """Train (or resume) a decoder; returns the last logged metrics. ``max_steps`` stops early."""
-    from tqdm import tqdm
-
     from s2dit.latent.vae import load_vae
 
     if not cfg.vae:
@@ -69,46 +57,23 @@ def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progres
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
 
+    def loss_fn(model, pixels):
+        with torch.no_grad():
+            latents = teacher.encode(pixels)
+            if latents.shape[1] != cfg.model.latent_channels:
+                raise S2DitError(
+                    f"{cfg.vae} makes {latents.shape[1]}-channel latents: set model.latent_channels"
+                )
+            target = teacher.decode(latents).clamp(-1, 1) if cfg.target == "vae" else pixels
+        with precision.autocast(cfg.precision, "cpu"):
+            decoded = model.decode(latents)
+        loss = reconstruction_loss(decoded, target, cfg)
+        return loss, {"loss": loss.item(), "psnr_vs_target": psnr(decoded.detach().float(), target)}
+
     torch.manual_seed(cfg.seed)
     model = TinyAutoencoder(dataclasses.replace(cfg.model, decodes_for=str(cfg.vae)))
-    optimizer = torch.optim.AdamW(model.decoder_parameters(), lr=cfg.lr, weight_decay=0.0)
-    step = resume_step(out, model, optimizer)
-    end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
-    metrics: dict = {"step": step}
-    bar = tqdm(total=end, initial=step, desc="train decoder", unit="step", disable=not progress)
-    log, window, start = MetricLog(out, step, tensorboard=False), [], time.perf_counter()
-    try:
-        while step < end:
-            pixels = sampler.batch(step)
-            with torch.no_grad():
-                latents = teacher.encode(pixels)
-                if latents.shape[1] != cfg.model.latent_channels:
-                    raise S2DitError(
-                        f"{cfg.vae} makes {latents.shape[1]}-channel latents: set model.latent_channels"
-                    )
-                target = teacher.decode(latents).clamp(-1, 1) if cfg.target == "vae" else pixels
-            with precision.autocast(cfg.precision, "cpu"):
-                decoded = model.decode(latents)
-            loss = reconstruction_loss(decoded, target, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.decoder_parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            window.append({"loss": loss.item(), "psnr_vs_target": psnr(decoded.detach().float(), target)})
-            bar.update()
-            if step % cfg.log_every == 0 or step == end:
-                metrics = {"step": step, **mean_rows(window), "seconds": time.perf_counter() - start}
-                log.write(metrics)
-                window.clear()
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr_vs_target']:.1f}")
-            if step % cfg.checkpoint_every == 0 or step == end:
-                save_checkpoint(out, model, optimizer, step, cfg)
-    finally:
-        log.close()
-    bar.close()
+    parameters = list(model.decoder_parameters())
+    step, metrics = fit(cfg, model, parameters, loss_fn, sampler, max_steps, "train decoder", progress)
     if step >= cfg.steps:
         save_tiny_ae(model.eval(), out)
         metrics["model"] = str(out / "tiny_ae.safetensors")

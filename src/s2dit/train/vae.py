@@ -213,51 +213,76 @@ def save_autoencoder(model: nn.Module, cfg: AETrainConfig, mean: list[float], st
     return str(Path(cfg.out) / "tiny_ae.safetensors")
 
 
-def train_autoencoder(cfg: AETrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
-    """Train (or resume) a run; returns the last logged metrics. ``max_steps`` stops early (resumable)."""
+def fit(
+    cfg: ReconTrainConfig,
+    model: nn.Module,
+    parameters: list[nn.Parameter],
+    loss_fn,
+    sampler: ClipSampler,
+    max_steps: int | None,
+    desc: str,
+    progress: bool,
+) -> tuple[int, dict]:
+    """The loop of both reconstruction trainers: resume, then per step a batch, ``loss_fn(model, pixels)
+    -> (loss, logs)`` (``logs``: floats, ``loss`` and a ``psnr*`` among them), an AdamW step on
+    ``parameters`` at the scheduled rate with the gradient norm clipped to 1, the mean logs every
+    ``log_every`` steps and a checkpoint every ``checkpoint_every``. Returns the step reached and the
+    last logged row."""
     from tqdm import tqdm
 
+    out = Path(cfg.out)
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=0.0)
+    step = resume_step(out, model, optimizer)
+    end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
+    metrics: dict = {"step": step}
+    bar = tqdm(total=end, initial=step, desc=desc, unit="step", disable=not progress)
+    log, window, start = MetricLog(out, step, tensorboard=False), [], time.perf_counter()
+    try:
+        while step < end:
+            loss, logs = loss_fn(model, sampler.batch(step))
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            step += 1
+            window.append(logs)
+            bar.update()
+            if step % cfg.log_every == 0 or step == end:
+                metrics = {"step": step, **mean_rows(window), "seconds": time.perf_counter() - start}
+                log.write(metrics)
+                window.clear()
+                psnr_key = next(k for k in metrics if k.startswith("psnr"))
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics[psnr_key]:.1f}")
+            if step % cfg.checkpoint_every == 0 or step == end:
+                save_checkpoint(out, model, optimizer, step, cfg)
+    finally:
+        log.close()
+        bar.close()
+    return step, metrics
+
+
+def train_autoencoder(cfg: AETrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
+    """Train (or resume) a run; returns the last logged metrics. ``max_steps`` stops early (resumable)."""
     out = Path(cfg.out)
     check_run_folder(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     sampler = clip_sampler(cfg, progress)
 
+    def loss_fn(model, pixels):
+        with precision.autocast(cfg.precision, "cpu"):
+            recon, mean, logvar = model(pixels, sample=cfg.sample_posterior)
+        rec = reconstruction_loss(recon, pixels, cfg)
+        kl = kl_divergence(mean.float(), logvar.float())
+        logs = {"loss": rec.item(), "kl": kl.item(), "psnr": psnr(recon.detach().float(), pixels)}
+        return rec + cfg.kl_weight * kl, logs
+
     torch.manual_seed(cfg.seed)
     model = build_autoencoder(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    step = resume_step(out, model, optimizer)
-    end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
-    metrics: dict = {"step": step}
-    bar = tqdm(total=end, initial=step, desc="train vae", unit="step", disable=not progress)
-    log, window, start = MetricLog(out, step, tensorboard=False), [], time.perf_counter()
-    try:
-        while step < end:
-            pixels = sampler.batch(step)
-            with precision.autocast(cfg.precision, "cpu"):
-                recon, mean, logvar = model(pixels, sample=cfg.sample_posterior)
-            rec = reconstruction_loss(recon, pixels, cfg)
-            kl = kl_divergence(mean.float(), logvar.float())
-            loss = rec + cfg.kl_weight * kl
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            window.append({"loss": rec.item(), "kl": kl.item(), "psnr": psnr(recon.detach().float(), pixels)})
-            bar.update()
-            if step % cfg.log_every == 0 or step == end:
-                metrics = {"step": step, **mean_rows(window), "seconds": time.perf_counter() - start}
-                log.write(metrics)
-                window.clear()
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics['psnr']:.1f}")
-            if step % cfg.checkpoint_every == 0 or step == end:
-                save_checkpoint(out, model, optimizer, step, cfg)
-    finally:
-        log.close()
-    bar.close()
+    parameters = list(model.parameters())
+    step, metrics = fit(cfg, model, parameters, loss_fn, sampler, max_steps, "train vae", progress)
     if step >= cfg.steps:  # finished: measure the latent statistics and write the model
         model.eval()
         latents_mean, latents_std = latent_statistics(model, sampler.dataset, cfg.stats_clips, cfg.seed)
