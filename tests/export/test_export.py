@@ -1,7 +1,6 @@
 """Exported streaming graphs: per-step numerics against eager PyTorch, a 10-chunk stream through the
 reference runner against s2dit stream's sampler, the manifest and its refusals, Core ML conversion."""
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -227,90 +226,3 @@ def test_the_quantised_executorch_export_stays_close(tmp_path):
     assert 0 < error <= 2e-2  # int8: close, not equal
     with pytest.raises(S2DitError, match="quantize"):
         export("onnx", tmp_path / "x", quantize=True)
-
-
-def tiny_checkpoint(folder):
-    """A model folder as training leaves it: the tiny S2DiT, its tiny decoder, pipeline.yaml."""
-    import yaml
-
-    from s2dit.latent.tiny_ae import save_tiny_ae
-    from s2dit.model.denoiser import save_denoiser
-
-    model, ae = tiny_parts()
-    save_denoiser(model, folder / "model")
-    save_tiny_ae(ae, folder / "vae")
-    pipeline = {
-        "text": "hashed",
-        "text_len": TEXT_LEN,
-        "vae": "../vae",
-        "latent_shape": [model.config.in_channels, 2, *SIZE],
-        "fps": 8.0,
-        "stream": dataclasses.asdict(SETTINGS),
-    }
-    (folder / "model" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
-    return folder / "model"
-
-
-@pytest.mark.slow
-def test_executorch_and_core_ml_exports_and_their_benchmark_from_the_command_line(tmp_path):
-    """``export executorch [--quantize]``, ``export coreml`` and ``bench export`` as a user runs them on a
-    trained folder: the manifests say what was asked, the benchmark times eager beside both ExecuTorch
-    folders, and the refusals (Core ML timed off macOS, --quantize for another runtime, bad options) are
-    one line, no traceback."""
-    need("executorch")
-    ct = need("coremltools")
-    import os
-    import sys
-
-    bin_dir = os.path.dirname(sys.executable)
-
-    def s2dit(*args):
-        env = {**os.environ, "COLUMNS": "200"}
-        return subprocess.run(
-            [f"{bin_dir}/s2dit", *args], capture_output=True, text=True, timeout=900, env=env
-        )
-
-    checkpoint = str(tiny_checkpoint(tmp_path))
-    for name, extra in (("et", []), ("et8", ["--quantize"])):
-        result = s2dit("export", "executorch", "--checkpoint", checkpoint, *extra, "-o", str(tmp_path / name))
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert "denoise.pte" in result.stdout and "80x48, chunk 2 latent frames" in result.stdout
-    assert Manifest.read(tmp_path / "et").precision == "float32"
-    manifest = Manifest.read(tmp_path / "et8")
-    assert manifest.precision == "int8-dynamic" and manifest.checkpoint == checkpoint
-    assert manifest.text_len == TEXT_LEN and manifest.stream == dataclasses.asdict(SETTINGS)
-
-    report = tmp_path / "bench.json"
-    folders = [str(tmp_path / "et"), str(tmp_path / "et8")]
-    result = s2dit("bench", "export", *folders, "--repeats", "2", "--json", str(report))
-    assert result.returncode == 0, result.stderr[-2000:]
-    bench = json.loads(report.read_text())
-    assert bench["chunk_frames"] == 2 and bench["video_size"] == [80, 48]
-    rows = bench["rows"]
-    assert [r["runtime"] for r in rows] == ["eager", "executorch", "executorch int8-dynamic"]
-    assert rows[0]["speedup_vs_eager"] == 1.0
-    for r in rows:
-        chunk = bench["steps"] * r["denoise_ms"] + r["commit_ms"] + r["decoder_ms"]
-        assert r["chunk_ms"] == pytest.approx(chunk) and r["fps"] == pytest.approx(8 / chunk * 1e3)
-
-    result = s2dit("export", "coreml", "--checkpoint", checkpoint, "--chunk", "1", "-o", str(tmp_path / "cm"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    manifest = Manifest.read(tmp_path / "cm")
-    assert manifest.precision == "float16" and manifest.stream["chunk_frames"] == 1
-    spec = ct.utils.load_spec(str(tmp_path / "cm" / manifest.entry_points["denoise"].file))
-    assert spec.WhichOneof("Type") == "mlProgram"
-
-    random = ["--random-weights", "--size", "64x48"]
-    for args, message in (
-        (["bench", "export", str(tmp_path / "cm")], "Core ML packages run on macOS"),
-        (["bench", "export", folders[0], "--repeats", "0"], "--repeats 0"),
-        (
-            ["export", "onnx", *random, "--quantize", "-o", str(tmp_path / "q")],
-            "--quantize is for ExecuTorch",
-        ),
-        (["export", "executorch", "-o", str(tmp_path / "x")], "pass --checkpoint PATH, or --random-weights"),
-        (["export", "executorch", *random, "--chunk", "0", "-o", str(tmp_path / "x")], "--chunk 0"),
-    ):
-        result = s2dit(*args)
-        assert result.returncode != 0 and message in result.stdout + result.stderr, args
-        assert "Traceback" not in result.stderr, args
