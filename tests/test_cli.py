@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -285,3 +286,57 @@ def test_core_modules_import_without_video_or_text_packages():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@dataclasses.dataclass
+class _Settings:
+    name: str = ""
+    steps: int = 3
+    scale: float | None = None
+    tags: list[str] = dataclasses.field(default_factory=lambda: ["a"])
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+
+
+def test_config_options_build_the_config_from_options_typed_and_defaulted_by_its_fields():
+    """The options are the fields (type and default read from the dataclass), the command receives the
+    built config and its own options, and a required field has no default."""
+    import typer
+    from typer.testing import CliRunner
+
+    from s2dit.cli.common import config_options
+
+    got = []
+    demo = typer.Typer()
+
+    @demo.command()
+    @config_options(_Settings, {"name": "A name.", "steps": "Steps.", "scale": "Scale."}, required=("name",))
+    def run(config: _Settings, loud: bool = typer.Option(False, help="Louder.")) -> None:
+        got.append((config, loud))
+
+    runner = CliRunner()
+    assert runner.invoke(demo, ["--name", "x"]).exit_code == 0
+    assert runner.invoke(demo, ["--name", "y", "--steps", "7", "--scale", "0.5", "--loud"]).exit_code == 0
+    assert got == [(_Settings("x"), False), (_Settings("y", 7, 0.5), True)]
+    assert runner.invoke(demo, []).exit_code == 2  # --name is required
+    assert runner.invoke(demo, ["--name", "x", "--steps", "two"]).exit_code == 2  # typed from the field
+    assert "--tags" not in runner.invoke(demo, ["--help"]).output  # only the fields given help
+
+
+def test_distill_cache_options_are_the_cache_config_defaults():
+    import typer
+
+    from s2dit.cli.distill import CACHE_HELP
+    from s2dit.distill.cache_config import CacheConfig
+
+    command = typer.main.get_command(app).commands["distill"].commands["cache"]
+    defaults = {p.name: p.default for p in command.params}
+    want = CacheConfig()
+    for name in CACHE_HELP:
+        if name in ("teacher", "prompts"):
+            assert command.params[[p.name for p in command.params].index(name)].required
+        else:
+            assert defaults[name] == getattr(want, name), name
+    assert set(CACHE_HELP) == {f.name for f in dataclasses.fields(CacheConfig)}  # every field settable

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import typing
 from pathlib import Path
 
 import typer
@@ -82,3 +85,42 @@ def warn_unknown_words(prompts: list[str], checkpoint: Path | None) -> None:
     for prompt in prompts:
         if warning := unknown_words_warning(prompt):
             typer.echo(f"warning: {warning}", err=True)
+
+
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+
+def config_options(cls, helps: dict[str, str], required: tuple[str, ...] = ()):
+    """Decorate a command so that it takes one option per field of the config dataclass ``cls`` named in
+    ``helps`` (``--field-name``, its type and default read from the dataclass, so that no default is written
+    twice), and receives them built into ``config: cls``. ``required`` fields have no default on the command
+    line. The command's own parameters (all but ``config``) follow them, as declared."""
+
+    def decorate(command):
+        own = typing.get_type_hints(command)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        types = typing.get_type_hints(cls)
+        params = []
+        for name, text in helps.items():
+            field = fields[name]
+            default = field.default
+            if field.default_factory is not dataclasses.MISSING:
+                default = field.default_factory()
+            option = typer.Option(... if name in required else default, help=text)
+            params.append(inspect.Parameter(name, KEYWORD, annotation=types[name], default=option))
+        params += [
+            p.replace(annotation=own[p.name], kind=KEYWORD)
+            for p in inspect.signature(command).parameters.values()
+            if p.name != "config"
+        ]
+
+        def run(**values):
+            config = cls(**{name: values.pop(name) for name in helps})
+            return command(config=config, **values)
+
+        run.__name__, run.__doc__ = command.__name__, command.__doc__
+        run.__signature__ = inspect.Signature(params)
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate
