@@ -1,6 +1,7 @@
 """Exported streaming graphs: per-step numerics against eager PyTorch, a 10-chunk stream through the
 reference runner against s2dit stream's sampler, the manifest and its refusals, Core ML conversion."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -35,7 +36,7 @@ need("onnxruntime")
 
 SETTINGS = StreamSettings(chunk_frames=2, window_chunks=2, sink_chunks=1)
 SIZE = (6, 10)  # latent H, W (an odd coarse grid for the S blocks)
-TEXT_LEN, TEXT_DIM = 8, 32
+TEXT_LEN, TEXT_DIM = 8, 384  # MiniLM's width, so a saved tiny folder loads with its real text encoder
 
 
 def tiny_parts():
@@ -166,22 +167,6 @@ def test_the_runner_refuses_a_folder_its_manifest_does_not_describe(tmp_path):
 
 
 @pytest.mark.slow
-def test_core_ml_packages_declare_the_manifest_inputs_and_outputs(tmp_path):
-    ct = need("coremltools")
-    manifest = export("coreml", tmp_path / "coreml")
-    assert manifest.precision == "float16"
-    for name, entry in manifest.entry_points.items():
-        spec = ct.utils.load_spec(str(tmp_path / "coreml" / entry.file))
-        assert spec.WhichOneof("Type") == "mlProgram", name
-        inputs, outputs = spec.description.input, spec.description.output
-        assert len(inputs) == len(entry.inputs) and len(outputs) == len(entry.outputs), name
-        for declared, wanted in zip(inputs, entry.inputs, strict=True):
-            assert list(declared.type.multiArrayType.shape) == (wanted.shape or [1]), (name, wanted.name)
-    with pytest.raises(S2DitError, match="macOS"):
-        ExportedStream(tmp_path / "coreml")
-
-
-@pytest.mark.slow
 def test_export_and_run_from_the_command_line(tmp_path):
     need("onnxscript")
     import os
@@ -211,18 +196,105 @@ def test_export_and_run_from_the_command_line(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+def tiny_checkpoint(folder):
+    """A model folder as training leaves it: the tiny S2DiT, its tiny decoder, pipeline.yaml naming MiniLM."""
+    import yaml
+
+    from s2dit.latent.tiny_ae import save_tiny_ae
+    from s2dit.model.denoiser import save_denoiser
+
+    model, ae = tiny_parts()
+    save_denoiser(model, folder / "model")
+    save_tiny_ae(ae, folder / "vae")
+    pipeline = {
+        "text": "minilm",
+        "text_len": TEXT_LEN,
+        "vae": "../vae",
+        "latent_shape": [model.config.in_channels, 2, *SIZE],
+        "fps": 8.0,
+        "stream": dataclasses.asdict(SETTINGS),
+    }
+    (folder / "model" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    return folder / "model"
+
+
 @pytest.mark.slow
-def test_the_quantised_executorch_export_stays_close(tmp_path):
+def test_quantised_executorch_and_core_ml_exports_and_their_benchmark_from_the_command_line(tmp_path):
+    """``export executorch --quantize``, ``export coreml`` and ``bench export`` as a user runs them on a
+    trained folder: the manifests say what was asked, the int8 graph stays close to eager (close, not
+    equal), the Core ML packages declare the manifest's inputs and outputs, the benchmark times eager beside
+    ExecuTorch, and the refusals (Core ML timed off macOS, --quantize for another runtime, bad options) are
+    one line, no traceback."""
     need("executorch")
-    manifest = export("executorch", tmp_path / "q", quantize=True)
-    assert manifest.precision == "int8-dynamic"
+    ct = need("coremltools")
+    import os
+    import sys
+
+    bin_dir = os.path.dirname(sys.executable)
+
+    def s2dit(*args):
+        env = {**os.environ, "COLUMNS": "200"}
+        return subprocess.run(
+            [f"{bin_dir}/s2dit", *args], capture_output=True, text=True, timeout=900, env=env
+        )
+
+    checkpoint = str(tiny_checkpoint(tmp_path))
+    int8 = tmp_path / "et8"
+    result = s2dit("export", "executorch", "--checkpoint", checkpoint, "--quantize", "-o", str(int8))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "denoise.pte" in result.stdout and "80x48, chunk 2 latent frames" in result.stdout
+    manifest = Manifest.read(int8)
+    assert manifest.precision == "int8-dynamic" and manifest.checkpoint == checkpoint
+    assert manifest.text_len == TEXT_LEN and manifest.stream == dataclasses.asdict(SETTINGS)
     reference, ae = tiny_parts()
     graphs = StreamGraphs(reference, ae, SIZE, SETTINGS.spec, TEXT_LEN)
     args = graphs.example_inputs("denoise")
     with torch.no_grad():
         want = graphs.modules["denoise"](*args)
-    got = open_entry("executorch", tmp_path / "q" / "denoise.pte")(list(args))[0]
+    got = open_entry("executorch", int8 / "denoise.pte")(list(args))[0]
     error = float((got - want).abs().max() / want.abs().max())
     assert 0 < error <= 2e-2  # int8: close, not equal
+
+    report = tmp_path / "bench.json"
+    result = s2dit("bench", "export", str(int8), "--repeats", "2", "--json", str(report))
+    assert result.returncode == 0, result.stderr[-2000:]
+    bench = json.loads(report.read_text())
+    assert bench["chunk_frames"] == 2 and bench["video_size"] == [80, 48]
+    rows = bench["rows"]
+    assert [r["runtime"] for r in rows] == ["eager", "executorch int8-dynamic"]
+    assert rows[0]["speedup_vs_eager"] == 1.0
+    for r in rows:
+        chunk = bench["steps"] * r["denoise_ms"] + r["commit_ms"] + r["decoder_ms"]
+        assert r["chunk_ms"] == pytest.approx(chunk) and r["fps"] == pytest.approx(8 / chunk * 1e3)
+
+    coreml = tmp_path / "cm"
+    result = s2dit("export", "coreml", "--checkpoint", checkpoint, "-o", str(coreml))
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = Manifest.read(coreml)
+    assert manifest.precision == "float16" and manifest.stream["chunk_frames"] == 2
+    for name, entry in manifest.entry_points.items():
+        spec = ct.utils.load_spec(str(coreml / entry.file))
+        assert spec.WhichOneof("Type") == "mlProgram", name
+        inputs, outputs = spec.description.input, spec.description.output
+        assert len(inputs) == len(entry.inputs) and len(outputs) == len(entry.outputs), name
+        for declared, wanted in zip(inputs, entry.inputs, strict=True):
+            assert list(declared.type.multiArrayType.shape) == (wanted.shape or [1]), (name, wanted.name)
+    with pytest.raises(S2DitError, match="macOS"):
+        ExportedStream(coreml)
+
+    random = ["--random-weights", "--size", "64x48"]
+    for args, message in (
+        (["bench", "export", str(coreml)], "Core ML packages run on macOS"),
+        (["bench", "export", str(int8), "--repeats", "0"], "--repeats 0"),
+        (
+            ["export", "onnx", *random, "--quantize", "-o", str(tmp_path / "q")],
+            "--quantize is for ExecuTorch",
+        ),
+        (["export", "executorch", "-o", str(tmp_path / "x")], "pass --checkpoint PATH, or --random-weights"),
+        (["export", "executorch", *random, "--chunk", "0", "-o", str(tmp_path / "x")], "--chunk 0"),
+    ):
+        result = s2dit(*args)
+        assert result.returncode != 0 and message in result.stdout + result.stderr, args
+        assert "Traceback" not in result.stderr, args
     with pytest.raises(S2DitError, match="quantize"):
         export("onnx", tmp_path / "x", quantize=True)
