@@ -27,6 +27,17 @@ def test_noising_and_the_velocity_target_are_consistent():
     x = add_noise(x0, noise, sigma)
     assert torch.allclose(x[0, :, 0], x0[0, :, 0]) and torch.allclose(x[0, :, 2], noise[0, :, 2])
     assert torch.allclose(x0_from_velocity(x, noise - x0, sigma), x0, atol=1e-6)
+
+
+def test_noising_keeps_the_latents_dtype():
+    """bf16 latents with float32 levels stay bf16 (no silent float32 copies of every latent)."""
+    x0, noise, sigma = (
+        torch.ones(1, 2, 3, 2, 2, dtype=torch.bfloat16),
+        torch.zeros(1, 2, 3, 2, 2),
+        torch.rand(1, 3),
+    )
+    assert add_noise(x0, noise.bfloat16(), sigma).dtype == torch.bfloat16
+    assert x0_from_velocity(x0, x0, sigma).dtype == torch.bfloat16
     assert flow_matching_loss(noise - x0, x0, noise) == 0
     assert flow_matching_loss(torch.zeros_like(x0), x0, noise) == pytest.approx(
         float((noise - x0).square().mean())
@@ -47,8 +58,27 @@ def test_timestep_sampling_per_clip_and_per_frame(distribution):
     assert clamped.min() >= 0.2 and clamped.max() <= 0.6
 
 
+def test_each_distribution_has_its_shape_and_draws_from_the_generator_alone():
+    """Uniform levels fill [0, 1] evenly; logit-normal ones gather in the middle (P(σ < 0.1) =
+    Φ(logit 0.1) ≈ 0.014) around sigmoid(mean); the global RNG does not change a seeded draw."""
+    for distribution, below_a_tenth in (("uniform", 0.1), ("logit_normal", 0.014)):
+        spec = TimestepSampling(distribution=distribution)
+        torch.manual_seed(0)
+        a = spec.sample(20000, 1, torch.Generator().manual_seed(3))
+        torch.manual_seed(1)
+        b = spec.sample(20000, 1, torch.Generator().manual_seed(3))
+        assert torch.equal(a, b), distribution
+        assert float((a < 0.1).float().mean()) == pytest.approx(below_a_tenth, abs=0.006), distribution
+    lifted = TimestepSampling(mean=1.0).sample(20000, 1, torch.Generator().manual_seed(3))
+    assert float(lifted.median()) == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))), abs=0.01)
+
+
 def test_bad_timestep_settings_are_config_errors():
     with pytest.raises(ConfigError, match="distribution"):
         TimestepSampling(distribution="beta")
-    with pytest.raises(ConfigError, match="min_sigma"):
-        TimestepSampling(min_sigma=0.5, max_sigma=0.5)
+    for bad in ({"shift": 0.0}, {"std": 0.0}, {"shift": -1.0}):
+        with pytest.raises(ConfigError, match=r"^shift and std must be positive$"):
+            TimestepSampling(**bad)
+    for low, high in ((0.5, 0.5), (-0.1, 1.0), (0.0, 1.5)):
+        with pytest.raises(ConfigError, match=r"^need 0 <= min_sigma < max_sigma <= 1$"):
+            TimestepSampling(min_sigma=low, max_sigma=high)

@@ -45,6 +45,8 @@ def test_ema_state_and_counters_round_trip():
     ema.update(model)
     again.update(model)
     assert again.params[0].item() == pytest.approx(ema.params[0].item())
+    again.load_counters({})  # a checkpoint from before the counter: the warm-up starts again
+    assert again.updates == 0 and again.current_decay() == pytest.approx(0.1)
 
 
 def test_the_trainer_updates_the_ema_after_every_step(latents, tmp_path):
