@@ -325,18 +325,31 @@ def test_config_options_build_the_config_from_options_typed_and_defaulted_by_its
     assert "--tags" not in runner.invoke(demo, ["--help"]).output  # only the fields given help
 
 
-def test_distill_cache_options_are_the_cache_config_defaults():
+@pytest.mark.parametrize(
+    "group, name, module, helps, config, required",
+    [
+        ("distill", "cache", "s2dit.cli.distill", "CACHE_HELP", "CacheConfig", ("teacher", "prompts")),
+        ("search", "supernet", "s2dit.cli.search", "SUPERNET_HELP", "SupernetConfig", ("latents",)),
+    ],
+)
+def test_config_built_commands_take_the_config_defaults(group, name, module, helps, config, required):
+    import importlib
+
     import typer
 
-    from s2dit.cli.distill import CACHE_HELP
-    from s2dit.distill.cache_config import CacheConfig
+    cli = importlib.import_module(module)
+    helps, config = getattr(cli, helps), getattr(cli, config)
+    command = typer.main.get_command(app).commands[group].commands[name]
+    params = {p.name: p for p in command.params}
+    want = config()
+    for field in helps:
+        param = params[{"batch_size": "batch"}.get(field, field)]
+        assert param.required if field in required else param.default == getattr(want, field), field
 
-    command = typer.main.get_command(app).commands["distill"].commands["cache"]
-    defaults = {p.name: p.default for p in command.params}
-    want = CacheConfig()
-    for name in CACHE_HELP:
-        if name in ("teacher", "prompts"):
-            assert command.params[[p.name for p in command.params].index(name)].required
-        else:
-            assert defaults[name] == getattr(want, name), name
-    assert set(CACHE_HELP) == {f.name for f in dataclasses.fields(CacheConfig)}  # every field settable
+
+def test_the_command_line_starts_without_torch():
+    """Every command's options are built at start-up: their config modules must not import torch."""
+    code = "import sys, s2dit.cli; from s2dit.cli import app; import typer; typer.main.get_command(app); "
+    code += "print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

@@ -2,12 +2,13 @@ import pytest
 import torch
 
 from s2dit.diffusion.flow import (
-    TimestepSampling,
     add_noise,
     flow_matching_loss,
+    sample_levels,
     shift_sigma,
     x0_from_velocity,
 )
+from s2dit.diffusion.timesteps import TimestepSampling
 from s2dit.errors import ConfigError
 
 
@@ -47,14 +48,15 @@ def test_noising_keeps_the_latents_dtype():
 @pytest.mark.parametrize("distribution", ["uniform", "logit_normal"])
 def test_timestep_sampling_per_clip_and_per_frame(distribution):
     g = torch.Generator().manual_seed(0)
-    clip = TimestepSampling(distribution=distribution).sample(4000, 5, g)
+    clip = sample_levels(TimestepSampling(distribution=distribution), 4000, 5, g)
     assert clip.shape == (4000, 5) and (clip == clip[:, :1]).all()
     assert clip.min() >= 0 and clip.max() <= 1 and abs(float(clip.median()) - 0.5) < 0.03
-    frame = TimestepSampling(distribution=distribution, per_frame=True).sample(100, 5, g)
+    frame = sample_levels(TimestepSampling(distribution=distribution, per_frame=True), 100, 5, g)
     assert (frame != frame[:, :1]).any()
-    shifted = TimestepSampling(distribution=distribution, shift=3.0).sample(4000, 1, g)
+    shifted = sample_levels(TimestepSampling(distribution=distribution, shift=3.0), 4000, 1, g)
     assert float(shifted.median()) > 0.7  # the median level 0.5 moves to 0.75
-    clamped = TimestepSampling(distribution=distribution, min_sigma=0.2, max_sigma=0.6).sample(500, 1, g)
+    narrow = TimestepSampling(distribution=distribution, min_sigma=0.2, max_sigma=0.6)
+    clamped = sample_levels(narrow, 500, 1, g)
     assert clamped.min() >= 0.2 and clamped.max() <= 0.6
 
 
@@ -64,12 +66,12 @@ def test_each_distribution_has_its_shape_and_draws_from_the_generator_alone():
     for distribution, below_a_tenth in (("uniform", 0.1), ("logit_normal", 0.014)):
         spec = TimestepSampling(distribution=distribution)
         torch.manual_seed(0)
-        a = spec.sample(20000, 1, torch.Generator().manual_seed(3))
+        a = sample_levels(spec, 20000, 1, torch.Generator().manual_seed(3))
         torch.manual_seed(1)
-        b = spec.sample(20000, 1, torch.Generator().manual_seed(3))
+        b = sample_levels(spec, 20000, 1, torch.Generator().manual_seed(3))
         assert torch.equal(a, b), distribution
         assert float((a < 0.1).float().mean()) == pytest.approx(below_a_tenth, abs=0.006), distribution
-    lifted = TimestepSampling(mean=1.0).sample(20000, 1, torch.Generator().manual_seed(3))
+    lifted = sample_levels(TimestepSampling(mean=1.0), 20000, 1, torch.Generator().manual_seed(3))
     assert float(lifted.median()) == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))), abs=0.01)
 
 

@@ -7,7 +7,7 @@ import torch
 from train_fixtures import tiny_config
 
 from s2dit import precision
-from s2dit.diffusion.flow import TimestepSampling
+from s2dit.diffusion.timesteps import TimestepSampling
 from s2dit.errors import ConfigError
 from s2dit.model.denoiser import load_denoiser
 from s2dit.train.config import OptimConfig

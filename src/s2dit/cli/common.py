@@ -90,11 +90,16 @@ def warn_unknown_words(prompts: list[str], checkpoint: Path | None) -> None:
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 
-def config_options(cls, helps: dict[str, str], required: tuple[str, ...] = ()):
+def config_options(
+    cls, helps: dict[str, str], required: tuple[str, ...] = (), names: dict[str, str] | None = None
+):
     """Decorate a command so that it takes one option per field of the config dataclass ``cls`` named in
     ``helps`` (``--field-name``, its type and default read from the dataclass, so that no default is written
     twice), and receives them built into ``config: cls``. ``required`` fields have no default on the command
-    line. The command's own parameters (all but ``config``) follow them, as declared."""
+    line; ``names`` gives a field another option name (``{"batch_size": "batch"}``: ``--batch``). The
+    command's own parameters (all but ``config``) follow them, as declared."""
+
+    names = names or {}
 
     def decorate(command):
         own = typing.get_type_hints(command)
@@ -107,7 +112,8 @@ def config_options(cls, helps: dict[str, str], required: tuple[str, ...] = ()):
             if field.default_factory is not dataclasses.MISSING:
                 default = field.default_factory()
             option = typer.Option(... if name in required else default, help=text)
-            params.append(inspect.Parameter(name, KEYWORD, annotation=types[name], default=option))
+            param = inspect.Parameter(names.get(name, name), KEYWORD, annotation=types[name], default=option)
+            params.append(param)
         params += [
             p.replace(annotation=own[p.name], kind=KEYWORD)
             for p in inspect.signature(command).parameters.values()
@@ -115,7 +121,7 @@ def config_options(cls, helps: dict[str, str], required: tuple[str, ...] = ()):
         ]
 
         def run(**values):
-            config = cls(**{name: values.pop(name) for name in helps})
+            config = cls(**{name: values.pop(names.get(name, name)) for name in helps})
             return command(config=config, **values)
 
         run.__name__, run.__doc__ = command.__name__, command.__doc__

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import typer
 
-from s2dit.cli.common import check_device, console, make_table, write_json
+from s2dit.cli.common import check_device, config_options, console, make_table, write_json
 from s2dit.errors import S2DitError
+from s2dit.search.supernet_config import SupernetConfig
 
 app = typer.Typer(
     help="Budget-aware layout search: quality proxy (supernet), the DP, the Pareto sweep.",
@@ -33,51 +35,44 @@ def _search_inputs(latency: Path, quality: Path, depth: int, tokens: int, kinds:
     return table, build_problem(table, scores, depth, tokens, kinds)
 
 
+SUPERNET_HELP = {
+    "latents": "Encoded latent folder (s2dit data encode).",
+    "out": "Run folder: checkpoints/ and quality.json.",
+    "depth": "Depth positions.",
+    "kinds": "Candidate kinds per position (letters from L, S, F).",
+    "steps": "Training steps (one random layout each).",
+    "batch_size": "Clips per step.",
+    "lr": "Learning rate (AdamW).",
+    "holdout": "The folder's last clips, never trained on, scored on.",
+    "eval_clips": "Held-out clips for scoring.",
+    "eval_layouts": "Random layouts per (position, kind) when scoring.",
+    "seed": "Seed of layouts, data order and noise.",
+}
+
+
 @app.command("supernet")
+@config_options(SupernetConfig, SUPERNET_HELP, required=("latents",), names={"batch_size": "batch"})
 def search_supernet(
-    latents: Path = typer.Option(..., help="Encoded latent folder (s2dit data encode)."),
-    out: Path = typer.Option(Path("runs/supernet"), help="Run folder: checkpoints/ and quality.json."),
-    depth: int = typer.Option(10, help="Depth positions."),
-    kinds: str = typer.Option("LS", help="Candidate kinds per position (letters from L, S, F)."),
+    config: SupernetConfig,
     preset: str = typer.Option("micro", help="Width, heads, FFN and text width from this preset."),
-    steps: int = typer.Option(300, help="Training steps (one random layout each)."),
-    batch: int = typer.Option(8, help="Clips per step."),
-    lr: float = typer.Option(5e-4, help="Learning rate (AdamW)."),
-    holdout: int = typer.Option(64, help="The folder's last clips, never trained on, scored on."),
-    eval_clips: int = typer.Option(16, help="Held-out clips for scoring."),
-    eval_layouts: int = typer.Option(4, help="Random layouts per (position, kind) when scoring."),
-    seed: int = typer.Option(0, help="Seed of layouts, data order and noise."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Train a weight-sharing supernet briefly and score every (position, kind): the quality proxy."""
     from s2dit.model.config import preset as model_preset
-    from s2dit.search.supernet import SupernetConfig, train_supernet
+    from s2dit.search.supernet import train_supernet
 
     check_device(device)
     base = model_preset(preset)
-    cfg = SupernetConfig(
-        latents=str(latents),
-        out=str(out),
-        depth=depth,
-        kinds=kinds,
-        width=base.width,
-        heads=base.heads,
-        ffn_dim=base.ffn_dim,
-        text_dim=base.text_dim,
-        steps=steps,
-        batch_size=batch,
-        lr=lr,
-        holdout=holdout,
-        eval_clips=eval_clips,
-        eval_layouts=eval_layouts,
-        seed=seed,
+    cfg = dataclasses.replace(
+        config, width=base.width, heads=base.heads, ffn_dim=base.ffn_dim, text_dim=base.text_dim
     )
     report = train_supernet(cfg, device)
+    kinds = cfg.kinds
     rows = [(i, *(f"{r[k]:.4f}" for k in kinds), min(r, key=r.get)) for i, r in enumerate(report["losses"])]
     console.print(
         make_table("held-out loss per (position, kind)", ("position", *kinds, "best (lowest loss)"), rows)
     )
-    console.print(f"quality scores: {out / 'quality.json'}")
+    console.print(f"quality scores: {Path(cfg.out) / 'quality.json'}")
 
 
 @app.command("layout")

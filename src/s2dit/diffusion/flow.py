@@ -7,11 +7,9 @@ Timesteps are per latent frame (``[B, T]``), so one clip may carry several noise
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from s2dit.errors import ConfigError
+from s2dit.diffusion.timesteps import TimestepSampling
 
 NUM_TRAIN_TIMESTEPS = 1000.0
 
@@ -32,40 +30,17 @@ def x0_from_velocity(x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor) -> t
     return x - sigma[:, None, :, None, None].to(x.dtype) * v
 
 
-@dataclasses.dataclass
-class TimestepSampling:
-    """How training draws noise levels.
-
-    ``distribution``: ``uniform`` (σ ~ U(0, 1)) or ``logit_normal`` (σ = sigmoid(N(mean, std))), then
-    shifted by ``shift``. ``per_frame``: one level per latent frame (diffusion-forcing style) instead of one
-    per clip. Levels are clamped to ``[min_sigma, max_sigma]``.
-    """
-
-    distribution: str = "logit_normal"
-    shift: float = 1.0
-    mean: float = 0.0
-    std: float = 1.0
-    per_frame: bool = False
-    min_sigma: float = 0.0
-    max_sigma: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.distribution not in ("uniform", "logit_normal"):
-            raise ConfigError(f"distribution: {self.distribution!r} must be 'uniform' or 'logit_normal'")
-        if self.shift <= 0 or self.std <= 0:
-            raise ConfigError("shift and std must be positive")
-        if not 0 <= self.min_sigma < self.max_sigma <= 1:
-            raise ConfigError("need 0 <= min_sigma < max_sigma <= 1")
-
-    def sample(self, batch: int, frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Noise levels ``σ [batch, frames]`` in [0, 1]."""
-        n = frames if self.per_frame else 1
-        if self.distribution == "uniform":
-            sigma = torch.rand(batch, n, generator=generator)
-        else:
-            sigma = torch.sigmoid(self.mean + self.std * torch.randn(batch, n, generator=generator))
-        sigma = shift_sigma(sigma, self.shift).clamp(self.min_sigma, self.max_sigma)
-        return sigma.expand(batch, frames).contiguous()
+def sample_levels(
+    spec: TimestepSampling, batch: int, frames: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Noise levels ``σ [batch, frames]`` in [0, 1], drawn as ``spec`` says."""
+    n = frames if spec.per_frame else 1
+    if spec.distribution == "uniform":
+        sigma = torch.rand(batch, n, generator=generator)
+    else:
+        sigma = torch.sigmoid(spec.mean + spec.std * torch.randn(batch, n, generator=generator))
+    sigma = shift_sigma(sigma, spec.shift).clamp(spec.min_sigma, spec.max_sigma)
+    return sigma.expand(batch, frames).contiguous()
 
 
 def flow_matching_loss(prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from s2dit.diffusion.flow import (
-    NUM_TRAIN_TIMESTEPS,
-    TimestepSampling,
-    add_noise,
-    flow_matching_loss,
-)
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, flow_matching_loss, sample_levels
+from s2dit.diffusion.timesteps import TimestepSampling
 from s2dit.distill.cache import TrajectoryBatches
 from s2dit.train.data import sample_generator
 
@@ -62,7 +58,7 @@ class CachedKD:
         for i, p in enumerate(batch["positions"]):
             g = sample_generator(self.seed, p)
             noise[i] = torch.randn(x_final.shape[1:], generator=g)
-            sigma[i] = self.timesteps.sample(1, T, g)[0]
+            sigma[i] = sample_levels(self.timesteps, 1, T, g)[0]
         x_fm = add_noise(x_final, noise, sigma)
         # One pass over both halves: the cached states, then the flow-matching inputs.
         x = torch.cat([x_j, x_fm]).to(device)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from s2dit.diffusion.flow import TimestepSampling
 from s2dit.diffusion.streaming import StreamSettings
+from s2dit.diffusion.timesteps import TimestepSampling
 from s2dit.errors import ConfigError
 from s2dit.model.denoiser import DenoiserSpec
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import torch
 
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, TimestepSampling, add_noise, flow_matching_loss
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, flow_matching_loss, sample_levels
+from s2dit.diffusion.timesteps import TimestepSampling
 from s2dit.errors import ConfigError
 from s2dit.train.data import sample_generator
 
@@ -40,7 +41,7 @@ class FlowMatching:
         for i, p in enumerate(batch["positions"]):
             g = sample_generator(self.seed, p)
             noise[i] = torch.randn(x0.shape[1:], generator=g, dtype=x0.dtype)
-            sigma[i] = self.timesteps.sample(1, x0.shape[2], g)[0]
+            sigma[i] = sample_levels(self.timesteps, 1, x0.shape[2], g)[0]
             if float(torch.rand((), generator=g)) < self.cfg_dropout:
                 text[i], mask[i] = null[0][0], null[1][0]
         return {"x0": x0, "noise": noise, "sigma": sigma, "text": text, "mask": mask}
