@@ -1,6 +1,7 @@
 """The layout DP against brute force, monotone in the budget, within budget, stable in its resolution."""
 
 import itertools
+import math
 import random
 
 import pytest
@@ -137,3 +138,76 @@ def test_bad_problems_are_refused():
         SearchProblem("LS", [{"L": 1}], [{"L": 1, "S": 1}], 1, 1)
     with pytest.raises(S2DitError, match="parameter cap"):
         solve(SearchProblem("LS", [{"L": 1, "S": 1}], [{"L": 1, "S": 1}], 1, 1), 5, param_cap=3)
+
+
+def test_the_pareto_front_is_exactly_the_undominated_points():
+    from s2dit.search.dp import Solution
+
+    def point(ms, q):
+        return Solution("L", ms, q, 0.0, ms, 1.0)
+
+    points = [point(5, 0.1), point(3, 0.2), point(4, 0.2), point(1, -1.0), point(2, 0.2), point(6, 0.5)]
+    front = pareto_front(points)
+    assert [(s.latency_ms, s.quality) for s in front] == [(1, -1.0), (2, 0.2), (6, 0.5)]
+    assert pareto_front([point(2, 0.3), point(2, 0.1)]) == [point(2, 0.3)]  # same latency: the better one
+
+
+def test_solutions_report_what_was_asked_and_what_was_found():
+    problem = SearchProblem("LS", [{"L": 2.0, "S": 0.5}] * 3, [{"L": 1.0, "S": 0.0}] * 3, 0.25, 0.25)
+    found = solve(problem, 5.2)  # all-L takes 6 ms; one S (with its stage's 0.5 ms) fits
+    assert found.layout.count("L") == 2 and found.quality == 2.0
+    assert found.budget_ms == 5.2 and found.parameters == 0.0 and found.unit_ms == pytest.approx(0.25 / 64)
+    assert found.latency_ms == pytest.approx(problem.latency(found.layout)) == 5.0
+
+
+def test_free_blocks_fit_a_zero_budget():
+    problem = SearchProblem("LS", [{"L": 1.0, "S": 0.0}] * 3, [{"L": 1.0, "S": 0.5}] * 3, 0.0, 0.0)
+    assert solve(problem, 0.0, unit_ms=0.25).layout == "SSS"
+
+
+def test_the_stable_search_keeps_the_parameter_cap():
+    rng = random.Random(11)
+    for _ in range(5):
+        problem = random_problem(rng, 6, "LS", integer=True, params=True)
+        free = solve_stable(problem, 60.0, unit_ms=1.0)
+        cap = problem.parameters(free.layout) - 2
+        capped = solve_stable(problem, 60.0, unit_ms=1.0, param_cap=cap)
+        assert (capped is None) == (brute_force(problem, 60.0, cap) is None)
+        assert capped is None or capped.parameters <= cap < free.parameters
+
+
+def test_every_bad_number_in_a_problem_is_refused():
+    def problem(cost=1.0, quality=1.0, enter=1.0, leave=1.0, depth=1, qualities=1):
+        return SearchProblem(
+            "LS", [{"L": 1.0, "S": cost}] * depth, [{"L": 1.0, "S": quality}] * qualities, enter, leave
+        )
+
+    problem(cost=0.0, enter=0.0, leave=0.0)  # free blocks and transitions are fine
+    for bad in ({"cost": -1.0}, {"cost": math.inf}, {"cost": math.nan}, {"quality": math.nan}):
+        with pytest.raises(S2DitError, match=r"^position 0, kind 'S': costs must be finite and >= 0$"):
+            problem(**bad)
+    for bad in ({"enter": -1.0}, {"leave": -1.0}):
+        with pytest.raises(S2DitError, match=r"^stage transition costs must be >= 0$"):
+            problem(**bad)
+    for depth, qualities in ((2, 1), (0, 0)):
+        with pytest.raises(S2DitError, match=r"^cost and quality need one entry per depth position$"):
+            problem(depth=depth, qualities=qualities)
+    with pytest.raises(S2DitError, match=r"^kinds: 'LQ' must be distinct letters from L, S, F$"):
+        SearchProblem("LQ", [{"L": 1, "Q": 1}], [{"L": 1, "Q": 1}], 1, 1)
+    with pytest.raises(S2DitError, match=r"^the budget must be >= 0 and the unit > 0$"):
+        solve(problem(), -1.0)
+    with pytest.raises(S2DitError, match=r"^10000000 latency buckets: use a coarser unit than 1e-06 ms$"):
+        solve(problem(), 10.0, unit_ms=1e-6)
+    with pytest.raises(S2DitError, match=r"^a parameter cap needs per-kind parameter counts$"):
+        solve(problem(), 5, param_cap=3)
+
+
+def test_the_default_unit_is_a_64th_of_the_cheapest_positive_cost():
+    from s2dit.search.dp import default_unit
+
+    problem = SearchProblem(
+        "LS", [{"L": 3.0, "S": 0.0}, {"L": 0.8, "S": 2.0}], [{"L": 0, "S": 0}] * 2, 0.0, 1.6
+    )
+    assert default_unit(problem) == pytest.approx(0.8 / 64)
+    free = SearchProblem("LS", [{"L": 0.0, "S": 0.0}], [{"L": 0, "S": 0}], 0.0, 0.0)
+    assert default_unit(free) == 1.0
