@@ -224,3 +224,23 @@ def test_unreadable_clips_fail_only_the_attributes_asked_for(tmp_path):
     with pytest.warns(UserWarning):
         report = evaluate_folder(tmp_path, tmp_path / "p.txt", progress=False)
     assert report["accuracy"]["shape"] is None and report["accuracy"]["motion"] is None
+    assert report["accuracy"]["color"] == 0.0 and report["pass_rate"] == 0.0  # the asked colour fails
+    assert report["per_clip"][0]["detected"] == []
+    from s2dit.data.micro.metrics import failed_clip
+
+    failed = failed_clip([{"color": "red", "shape": "circle"}, {"color": "blue"}])  # as score_clip returns
+    assert failed["color"] == [0.0, 0.0] and failed["shape"] == [0.0] and failed["size"] == []
+    assert failed["matched"] == [None, None] and failed["passed"] == 0.0
+
+
+def test_shuffled_prompts_never_keep_a_clip_s_own_prompt():
+    from s2dit.data.micro.metrics import _derangement
+
+    rng = np.random.default_rng(0)
+    assert _derangement(2, rng).tolist() == [1, 0]
+    for n in (3, 4, 5, 8):
+        for _ in range(20):
+            order = _derangement(n, rng)
+            assert sorted(order.tolist()) == list(range(n)) and not np.any(order == np.arange(n))
+    with pytest.raises(S2DitError, match=r"^shuffling prompts needs at least two clips$"):
+        _derangement(1, rng)
