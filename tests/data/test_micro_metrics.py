@@ -192,9 +192,11 @@ def test_load_prompts_formats_and_errors(tmp_path):
 def test_evaluate_folder_errors_and_corrupt_video(micro_world, tmp_path):
     with pytest.raises(S2DitError, match="videos folder not found"):
         evaluate_folder(tmp_path / "none", micro_world / "clips.jsonl", progress=False)
-    with pytest.raises(S2DitError, match="are missing"):
+    first = json.loads((micro_world / "clips.jsonl").read_text().splitlines()[0])["video"]
+    with pytest.raises(S2DitError, match=rf"videos named in .* are missing, e\.g\. {tmp_path / first}$"):
         evaluate_folder(tmp_path, micro_world / "clips.jsonl", progress=False)
     (tmp_path / "a.mp4").write_bytes(b"\x00" * 100)
+    (tmp_path / "notes.md").write_text("not a video")  # only video files are counted
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red ball rises\na blue box falls\n")
     with pytest.raises(S2DitError, match=r"2 prompts but .* 1 videos"):
@@ -208,9 +210,8 @@ def test_evaluate_folder_errors_and_corrupt_video(micro_world, tmp_path):
 
 def test_prompt_rows_must_all_name_a_video_or_none(micro_world, tmp_path):
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text(
-        '{"caption": "a red ball rises", "video": "clips/000000.mp4"}\n{"caption": "a blue box"}\n'
-    )
+    named = '{"caption": "a red ball rises", "video": "clips/000000.mp4"}\n'
+    prompts.write_text(named * 2 + '{"caption": "a blue box"}\n')
     with pytest.raises(S2DitError, match="1 rows have no 'video'"):
         evaluate_folder(micro_world, prompts, progress=False)
     prompts.write_text("[1, 2]\n")
