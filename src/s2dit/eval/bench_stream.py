@@ -19,7 +19,6 @@ chunks with the stream position set to the last chunk. JSON schema ``s2dit.strea
 from __future__ import annotations
 
 import dataclasses
-import platform
 import resource
 import statistics
 import time
@@ -28,6 +27,7 @@ import torch
 
 from s2dit.diffusion.stream_pipeline import LiveStream, StreamModel, load_stream_model
 from s2dit.diffusion.streaming import StreamSettings
+from s2dit.eval.machine import machine
 from s2dit.model.transformer import S2DiT
 
 SCHEMA = "s2dit.stream_bench/1"
@@ -144,12 +144,9 @@ def run_bench(
             "denoise_fps": ours["denoise_fps"] / row["denoise_fps"],
             f"end_to_end_at_chunk_{chunks}": theirs / mine,
         }
-    dev = torch.device(device)
     return {
         "schema": SCHEMA,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine(device),
         "dtype": dtype,
         "compile": compile,
         "preset": preset,

@@ -11,7 +11,6 @@ over the first mode (the float32 eager baseline). JSON schema ``s2dit.train_benc
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -19,6 +18,7 @@ from contextlib import nullcontext
 import torch
 
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, flow_matching_loss
+from s2dit.eval.machine import machine
 from s2dit.model.config import preset
 from s2dit.model.transformer import S2DiT
 
@@ -174,9 +174,7 @@ def run_bench(
             rows.append(row)
     return {
         "schema": SCHEMA,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine(device),
         "matmul_peak_flops": peaks,
         "activation_checkpointing": checkpointing,
         "results": rows,
