@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import torch
 
+from s2dit.precision import cpu_has_bf16_matrix_units
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``), else what :mod:`platform` knows, else ``cpu``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
 
 def machine(device: torch.device | str) -> dict:
-    """``device`` (the GPU's name, or the CPU's processor), ``threads`` (torch's intra-op threads) and
-    ``torch`` (its version): the fields every benchmark report starts with."""
+    """``device`` (the GPU's name, or the CPU's model), ``threads`` (torch's intra-op threads), ``torch``
+    (its version) and, on a CPU, ``bf16_matrix_units`` (whether ``precision: auto`` picks bf16 there): the
+    fields every benchmark report starts with."""
     dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
-    return {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if dev.type == "cuda":
+        return {
+            "device": torch.cuda.get_device_name(dev),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
+    return {
+        "device": cpu_name(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "bf16_matrix_units": cpu_has_bf16_matrix_units(),
+    }
