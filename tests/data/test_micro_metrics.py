@@ -245,3 +245,19 @@ def test_shuffled_prompts_never_keep_a_clip_s_own_prompt():
             assert sorted(order.tolist()) == list(range(n)) and not np.any(order == np.arange(n))
     with pytest.raises(S2DitError, match=r"^shuffling prompts needs at least two clips$"):
         _derangement(1, rng)
+
+
+def test_a_prompt_naming_only_the_motion_family_accepts_any_member():
+    from s2dit.data.micro.metrics import _motion_matches
+
+    assert _motion_matches("diagonal", "diagonal_up_left") and _motion_matches("bounce", "bounce_vertical")
+    assert not _motion_matches("diagonal", "left") and not _motion_matches("bounce", "diagonal_up_left")
+    assert _motion_matches("diagonal_up_left", "diagonal_up_left")
+    assert not _motion_matches("diagonal_up_left", "diagonal_down_left") and not _motion_matches("left", None)
+
+
+def test_nothing_scored_scores_zero_not_nan():
+    from s2dit.data.micro.metrics import mean_accuracy, summarize
+
+    assert summarize([])["pass_rate"] == 0.0 and summarize([])["mean_accuracy"] == 0.0
+    assert mean_accuracy({"color": None, "shape": None}) == 0.0
