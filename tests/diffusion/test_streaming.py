@@ -116,8 +116,33 @@ def test_bad_settings_and_models_are_refused():
     with pytest.raises(ConfigError, match="cannot stream"):
         StreamSampler(torch.nn.Linear(2, 2), prompt(1), SIZE)
     sampler = StreamSampler(tiny(), prompt(1), SIZE)
-    with pytest.raises(ValueError, match="batch"):
+    with pytest.raises(ValueError, match=r"^the stream has batch 1, the new prompt 2$"):
         sampler.set_prompt(prompt(2, batch=2))
+    with pytest.raises(ValueError, match=r"^1 seeds for a batch of 2 streams$"):
+        StreamSampler(tiny(), prompt(1, batch=2), SIZE, seed=[4]).next_chunk()
+
+
+def test_a_batch_of_seeded_streams_is_each_stream_on_its_own():
+    """Per-stream seeds: row i of the batch is the single stream with seed i (its prompt, its noise)."""
+    model = tiny()
+    settings = StreamSettings(steps=2, chunk_frames=2, window_chunks=2, sink_chunks=1)
+    cond = prompt(3, batch=2)
+    batched, _ = run_stream(model, cond, 3, settings, seed=[5, 9])
+    for i, seed in enumerate((5, 9)):
+        row = Condition(cond.text[i : i + 1], cond.mask[i : i + 1])
+        single, _ = run_stream(model, row, 3, settings, seed)
+        assert rel_err(batched[i : i + 1], single) <= 1e-5, i
+
+
+def test_a_prompt_set_before_the_first_chunk_is_a_fresh_stream_on_it():
+    """set_prompt takes the new prompt's mask too (prompt() masks its last token), and sampling carries no
+    autograd graph unless asked."""
+    model = tiny()
+    settings = StreamSettings(steps=2, chunk_frames=2, window_chunks=2)
+    switched, sampler = run_stream(model, prompt(1), 2, settings, switch=(0, prompt(2)))
+    fresh, _ = run_stream(model, prompt(2), 2, settings)
+    assert rel_err(switched, fresh) <= 1e-6
+    assert not sampler.next_chunk().requires_grad
 
 
 def test_bfloat16_caches_follow_the_float32_stream():
