@@ -1,5 +1,7 @@
 """The streaming sampler: equal to block-causal sampling, prompt switches, bounded memory, seeding."""
 
+import math
+
 import pytest
 import torch
 
@@ -8,6 +10,8 @@ from s2dit.diffusion.streaming import (
     StreamSampler,
     StreamSettings,
     chunk_noise,
+    commit_input,
+    denoise_chunk,
     sample_block_causal,
     stream_sigmas,
 )
@@ -156,3 +160,60 @@ def test_bfloat16_caches_follow_the_float32_stream():
     assert kinds["k"] == kinds["v"] == kinds["tail"] == torch.bfloat16
     assert kinds["kv"] == kinds["k_sum"] == torch.float32  # linear sums stay float32
     assert low.dtype == torch.float32 and 1e-4 < rel_err(low, exact) < 0.05
+
+
+def test_the_chunk_loop_and_the_commit_input_follow_their_formulas():
+    """One chunk, written out by hand: x0 = x - σ·v(x, 1000σ), then x = (1 - σ')·x0 + σ'·noise[i + 1];
+    the stream and its block-causal reference share this loop, so only this test pins it down."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(4, 1, 2, 1, 2, 2, generator=g)  # 3 steps + the commit's draw
+    sigmas = [1.0, 0.8, 0.5]
+    seen = []
+
+    def velocity(x, t):  # depends on x and t, so a wrong level or a wrong scale of t shows
+        seen.append(float(t[0, 0]))
+        return 0.5 * x + t[:, None, :, None, None] / 1000
+
+    def timesteps(sigma):
+        return torch.full((1, 1), sigma * 1000)
+
+    x, want = noise[0], []
+    for i, sigma in enumerate(sigmas):
+        x0 = x - sigma * (0.5 * x + sigma)
+        want.append(x0)
+        if i + 1 < len(sigmas):
+            x = (1 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise[i + 1]
+    got = denoise_chunk(velocity, noise, sigmas, timesteps)
+    assert torch.allclose(got, want[-1], atol=1e-6) and seen == [1000.0, 800.0, 500.0]
+    assert torch.allclose(denoise_chunk(velocity, noise, sigmas, timesteps, exit_step=0), want[0], atol=1e-6)
+    early = denoise_chunk(velocity, noise.requires_grad_(), sigmas, timesteps, exit_step=1, grad=True)
+    assert torch.allclose(early, want[1], atol=1e-6) and early.requires_grad
+    assert not denoise_chunk(velocity, noise, sigmas, timesteps).requires_grad
+    for bad in (-1, 3):
+        with pytest.raises(ValueError, match=rf"^exit_step {bad} is not one of the 3 steps$"):
+            denoise_chunk(velocity, noise, sigmas, timesteps, exit_step=bad)
+
+    x0, draw = want[-1], noise[-1].detach()
+    assert commit_input(x0, draw, 0.0) is x0  # a clean commit
+    assert torch.allclose(commit_input(x0, draw, 250.0), 0.75 * x0 + 0.25 * draw, atol=1e-6)
+
+
+def test_stream_settings_take_every_value_inside_their_bounds_and_none_outside():
+    for ok in (
+        {"steps": 1},
+        {"steps": 1000},
+        {"shift": 0.5},
+        {"chunk_frames": 1024, "window_chunks": 1024, "sink_chunks": 1023},
+        {"sink_chunks": 0},
+    ):
+        StreamSettings(**ok)
+    for bad, message in (
+        ({"steps": 1001}, r"^steps: 1001 must be in 1\.\.1000$"),
+        ({"shift": 0.0}, r"^shift: 0\.0 must be positive and finite$"),
+        ({"shift": math.inf}, r"^shift: inf must be positive and finite$"),
+        ({"chunk_frames": 1025}, r"^chunk_frames 1025 and window_chunks 6 must be in 1\.\.1024, "),
+        ({"sink_chunks": 1024}, r"sink_chunks 1024 in 0\.\.1023$"),
+        ({"window_chunks": 0}, r"window_chunks 0 must be in 1\.\.1024"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            StreamSettings(**bad)
