@@ -117,7 +117,7 @@ def test_bad_settings_and_models_are_refused():
         StreamSettings(steps=0)
     with pytest.raises(ConfigError, match="context_t"):
         StreamSettings(context_t=1000)
-    with pytest.raises(ConfigError, match="cannot stream"):
+    with pytest.raises(ConfigError, match=r"^Linear cannot stream: streaming needs an S2DiT"):
         StreamSampler(torch.nn.Linear(2, 2), prompt(1), SIZE)
     sampler = StreamSampler(tiny(), prompt(1), SIZE)
     with pytest.raises(ValueError, match=r"^the stream has batch 1, the new prompt 2$"):
