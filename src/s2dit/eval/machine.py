@@ -26,15 +26,8 @@ def machine(device: torch.device | str) -> dict:
     (its version) and, on a CPU, ``bf16_matrix_units`` (whether ``precision: auto`` picks bf16 there): the
     fields every benchmark report starts with."""
     dev = torch.device(device)
-    if dev.type == "cuda":
-        return {
-            "device": torch.cuda.get_device_name(dev),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        }
-    return {
-        "device": cpu_name(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "bf16_matrix_units": cpu_has_bf16_matrix_units(),
-    }
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
+    report = {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if dev.type != "cuda":
+        report["bf16_matrix_units"] = cpu_has_bf16_matrix_units()
+    return report
