@@ -113,7 +113,8 @@ def test_train_vae_runs_resumes_and_writes_the_model(tmp_path, micro_world):
     out = tmp_path / "run"
     first = run_train(out, micro_world, "--max-steps", "3")
     assert [r["step"] for r in first] == [1, 2, 3] and not (out / "tiny_ae.safetensors").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "train_log.jsonl"]
+    # .lock: one run per folder, as for every training
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoints", "config.yaml", "train_log.jsonl"]
     with open(
         out / "train_log.jsonl", "a"
     ) as log:  # as if killed after logging step 4, before its checkpoint

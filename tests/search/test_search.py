@@ -221,6 +221,26 @@ def test_supernet_training_resumes_and_refuses_other_settings(latents, tmp_path)
         train_supernet(dataclasses.replace(cfg, out=str(old)), progress=False)
 
 
+def test_an_interrupted_supernet_run_resumes_to_the_uninterrupted_result(latents, tmp_path):
+    """Depth 4 with two kinds: after two steps some (position, kind) blocks have never been used, so they
+    have no optimiser state; the resumed run must give them none either (Adam's first step differs)."""
+    from s2dit.search.supernet import SupernetTraining
+
+    cfg = SupernetConfig(
+        latents=str(latents), out=str(tmp_path / "straight"), depth=4, width=48, heads=2, ffn_dim=96,
+        text_len=32, holdout=4, steps=4, batch_size=2, eval_clips=1, eval_layouts=1, checkpoint_every=2,
+    )  # fmt: skip
+    straight = SupernetTraining(cfg, progress=False).fit()
+    cut = dataclasses.replace(cfg, out=str(tmp_path / "cut"))
+    first = SupernetTraining(cut, progress=False)
+    first.fit(max_steps=2)
+    used = {p for p in first.model.parameters() if p in first.optimizer.state}
+    assert 0 < len(used) < len(list(first.model.parameters()))  # the case this test is about
+    resumed = SupernetTraining(cut, progress=False)
+    assert resumed.step == 2 and len(resumed.optimizer.state) == len(used)
+    assert resumed.fit()["scores"] == straight["scores"]
+
+
 @pytest.mark.slow
 def test_supernet_sweep_and_layout_commands_end_to_end(latents, tmp_path):
     run = tmp_path / "sn"

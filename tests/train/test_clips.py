@@ -103,10 +103,10 @@ def test_the_loss_adds_the_mse_term():
 
 def test_a_run_folder_checkpointed_in_the_old_format_is_refused_with_how_to_restart(tmp_path):
     from s2dit.errors import S2DitError
-    from s2dit.train.vae import check_run_folder
+    from s2dit.train.vae import train_autoencoder
 
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(
         S2DitError, match=r"older format \(checkpoint\.pt\).* delete .*checkpoint\.pt to restart"
     ):
-        check_run_folder(tmp_path, AETrainConfig(out=str(tmp_path)))
+        train_autoencoder(AETrainConfig(out=str(tmp_path)), progress=False)

@@ -10,8 +10,9 @@ within a position matter to the search.
 
 The result is ``quality.json`` (schema ``s2dit.quality/1``, see :func:`validate_quality`), with how it was
 made.
-The run folder keeps ``checkpoints/step-N.pt`` (:mod:`s2dit.train.checkpoint`, every ``checkpoint_every``
-steps, the newest two), so a killed run resumes.
+The training is the loop every s2dit training shares (:mod:`s2dit.train.loop`): the run folder keeps
+``config.yaml``, ``train_log.jsonl`` and ``checkpoints/step-N.pt`` (every ``checkpoint_every`` steps, the
+newest two), so a killed run resumes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from s2dit.model.config import ModelConfig
 from s2dit.model.ssa import StageDown, StageUp, stages
 from s2dit.model.transformer import S2DiT
 from s2dit.search.supernet_config import SupernetConfig
+from s2dit.train.loop import LoopSettings, TrainingLoop, single_process
 
 QUALITY_SCHEMA = "s2dit.quality/1"
 
@@ -119,80 +121,91 @@ def load_quality(path: str | os.PathLike, depth: int | None = None, kinds: str |
     return data
 
 
+class SupernetTraining(TrainingLoop):
+    """The supernet's training, in the loop every s2dit training shares (:mod:`s2dit.train.loop`): each step
+    a random layout (seeded by the step) and a flow-matching step through it, at a constant rate. At the end
+    every (position, kind) is scored and ``quality.json`` written."""
+
+    def __init__(self, cfg: SupernetConfig, device: str = "cpu", progress: bool = True):
+        if not cfg.latents:
+            raise S2DitError("--latents: an encoded latent folder is required (s2dit data encode)")
+        self.cfg = cfg
+        settings = LoopSettings(
+            out=cfg.out,
+            config=cfg,
+            steps=cfg.steps,
+            learning_rate=lambda step: cfg.lr,
+            batch_size=cfg.batch_size,
+            grad_clip=cfg.grad_clip,
+            checkpoint_every=cfg.checkpoint_every,
+            old_formats=("supernet.pt",),
+            desc="supernet",
+        )
+        super().__init__(settings, single_process(device), progress)
+
+    def build(self):
+        from s2dit.train.data import LatentBatches
+        from s2dit.train.methods import FlowMatching
+
+        cfg = self.cfg
+        self.data = LatentBatches(cfg.latents, cfg.text_len, cfg.holdout, cfg.seed)
+        text_dim = self.data.clips([0])["text"].shape[-1]
+        if text_dim != cfg.text_dim:
+            raise S2DitError(
+                f"the latents carry {text_dim}-d text, the supernet expects text_dim {cfg.text_dim}"
+            )
+        self.method = FlowMatching(cfg.timesteps, cfg_dropout=0.0, seed=cfg.seed)
+        self.null = self.data.null_text()
+        self.losses: list[float] = []
+        torch.manual_seed(cfg.seed)
+        net = Supernet(cfg).to(self.world.device)
+        return net, list(net.parameters())
+
+    def loss(self, step: int, micro: int):
+        cfg = self.cfg
+        layout = random_layout(cfg.kinds, cfg.depth, torch.Generator().manual_seed(cfg.seed * 100_003 + step))
+        batch = self.data.batch(list(range(step * cfg.batch_size, (step + 1) * cfg.batch_size)))
+        loss, _ = self.method.loss(self.model.select(layout), batch, self.null, self.world.device)
+        self.losses.append(loss.item())
+        return loss, {}
+
+    def extra_state(self) -> dict:
+        return {"losses": self.losses}
+
+    def load_extra_state(self, payload: dict) -> None:
+        self.losses = list(payload["losses"])
+
+    def finish(self, row: dict) -> dict:
+        """Score every (position, kind) on held-out clips and write ``quality.json``; returns the report."""
+        from s2dit.config import to_dict
+
+        cfg = self.cfg
+        scores, eval_losses = score_positions(
+            self.model, cfg, self.data, self.method, self.null, self.world.device, self.progress
+        )
+        report = {
+            "schema": QUALITY_SCHEMA,
+            "method": "supernet",
+            "kinds": cfg.kinds,
+            "depth": cfg.depth,
+            "scores": scores,
+            "losses": eval_losses,
+            "made_with": {
+                "config": to_dict(cfg),
+                "train_loss_last_50": sum(self.losses[-50:]) / len(self.losses[-50:]),
+                "held_out_clips": cfg.eval_clips,
+                "layouts_per_entry": cfg.eval_layouts,
+                "score": "mean over kinds of the held-out flow-matching loss minus this kind's "
+                "(higher: better)",
+            },
+        }
+        write_text_atomic(self.out / "quality.json", json.dumps(report, indent=1))
+        return report
+
+
 def train_supernet(cfg: SupernetConfig, device: str = "cpu", progress: bool = True) -> dict:
     """Train (or resume) the supernet, score every (position, kind), write ``quality.json``."""
-    from tqdm import tqdm
-
-    from s2dit.config import to_dict
-    from s2dit.train import checkpoint
-    from s2dit.train.data import LatentBatches
-    from s2dit.train.methods import FlowMatching
-
-    if not cfg.latents:
-        raise S2DitError("--latents: an encoded latent folder is required (s2dit data encode)")
-    out = Path(cfg.out)
-    checkpoint.refuse_old_format(out, "supernet.pt")
-    out.mkdir(parents=True, exist_ok=True)
-    data = LatentBatches(cfg.latents, cfg.text_len, cfg.holdout, cfg.seed)
-    text_dim = data.clips([0])["text"].shape[-1]
-    if text_dim != cfg.text_dim:
-        raise S2DitError(f"the latents carry {text_dim}-d text, the supernet expects text_dim {cfg.text_dim}")
-    dev = torch.device(device)
-    torch.manual_seed(cfg.seed)
-    net = Supernet(cfg).to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
-    method = FlowMatching(cfg.timesteps, cfg_dropout=0.0, seed=cfg.seed)
-    null = data.null_text()
-    step, losses = 0, []
-    state = checkpoint.load_latest(out / "checkpoints")
-    if state is not None:
-        checkpoint.refuse_other_settings(out, state["config"], cfg, resumable=())
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        checkpoint.set_rng_state(state["rng"])
-        step, losses = state["step"], state["losses"]
-
-    def save() -> None:
-        payload = {"config": to_dict(cfg), "model": net.state_dict(), "optimizer": opt.state_dict()}
-        payload |= {"step": step, "losses": losses, "rng": checkpoint.rng_state()}
-        checkpoint.save(out / "checkpoints", step, payload, keep=2)
-
-    net.train()
-    with tqdm(total=cfg.steps, initial=step, desc="supernet", unit="step", disable=not progress) as bar:
-        while step < cfg.steps:
-            layout = random_layout(
-                cfg.kinds, cfg.depth, torch.Generator().manual_seed(cfg.seed * 100_003 + step)
-            )
-            batch = data.batch(list(range(step * cfg.batch_size, (step + 1) * cfg.batch_size)))
-            loss, _ = method.loss(net.select(layout), batch, null, dev)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            step += 1
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save()
-    scores, eval_losses = score_positions(net, cfg, data, method, null, dev, progress)
-    report = {
-        "schema": QUALITY_SCHEMA,
-        "method": "supernet",
-        "kinds": cfg.kinds,
-        "depth": cfg.depth,
-        "scores": scores,
-        "losses": eval_losses,
-        "made_with": {
-            "config": to_dict(cfg),
-            "train_loss_last_50": sum(losses[-50:]) / len(losses[-50:]),
-            "held_out_clips": cfg.eval_clips,
-            "layouts_per_entry": cfg.eval_layouts,
-            "score": "mean over kinds of the held-out flow-matching loss minus this kind's (higher: better)",
-        },
-    }
-    write_text_atomic(out / "quality.json", json.dumps(report, indent=1))
-    return report
+    return SupernetTraining(cfg, device, progress).fit()
 
 
 @torch.no_grad()

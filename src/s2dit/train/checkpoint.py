@@ -5,18 +5,21 @@ rename (a crash never leaves a half-written checkpoint under its final name); th
 ``keep`` files are kept. It holds full (unsharded) state dicts keyed by parameter name, so a run may
 resume on another number of processes or switch between DDP and FSDP2:
 
-``model``, ``ema``, ``optimizer``, ``scheduler``, ``step``, ``samples_seen`` (the data position),
-``rng`` (torch, Python and NumPy generators) and the run ``config``. Everything in it is a tensor or plain
+``model``, ``optimizer``, ``step``, ``rng`` (torch, Python and NumPy generators) and the run ``config``;
+the denoiser trainer adds ``ema``, ``ema_counters``, ``samples_seen`` (the data position) and its method's
+state. (Checkpoints written before the loop was shared also hold a ``scheduler``, now unused: the learning
+rate is a function of the step.) Everything in it is a tensor or plain
 data, and it loads with ``torch.load(weights_only=True)``: a crafted file cannot run code on resume.
 
 A damaged newest checkpoint (truncated by a full disk, a copy cut short) stops the resume with an error
 naming it and the intact previous one; nothing is deleted automatically.
 
-Every s2dit training (the denoiser trainer, the autoencoder and decoder trainers, the supernet) checkpoints
-this way, into ``<run folder>/checkpoints/`` (the autoencoders and the supernet store ``model``,
-``optimizer``, ``step``, ``rng`` and ``config``, and what their loops need), and resumes a run folder only
-with the settings it was started with: :func:`refuse_other_settings`. Folders checkpointed in the formats
-before that (``checkpoint.pt``, ``supernet.pt``) are refused with how to restart: :func:`refuse_old_format`.
+Every s2dit training (the denoiser trainer, the autoencoder and decoder trainers, the supernet) runs in the
+one loop of :mod:`s2dit.train.loop`, which checkpoints this way into ``<run folder>/checkpoints/``
+(``model``, ``optimizer``, ``step``, ``rng`` and ``config``, and what each training adds) and resumes a
+run folder only with the settings it was started with: :func:`refuse_other_settings`. Folders checkpointed
+in the formats before that (``checkpoint.pt``, ``supernet.pt``) are refused with how to restart:
+:func:`refuse_old_format`.
 """
 
 from __future__ import annotations
@@ -137,13 +140,42 @@ def load_latest(folder: Path) -> dict | None:
 
 
 def restore(model: nn.Module, optimizer: torch.optim.Optimizer, payload: dict, world: World) -> None:
-    """Load model and optimiser state from a checkpoint payload into the (wrapped) model."""
+    """Load model and optimiser state from a checkpoint payload into the (wrapped) model.
+
+    The optimiser state is keyed by parameter name (:func:`full_state`); one keyed by position (a plain
+    ``optimizer.state_dict()``, as the autoencoder and supernet trainings wrote before they shared the
+    loop) loads as it was saved."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
+    if any(isinstance(k, int) for k in payload["optimizer"].get("state", {})):
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        return
+
+    optim_state = payload["optimizer"]
+    if any("initial_lr" in g for g in optim_state.get("param_groups", [])):
+        # Written when a LambdaLR drove the rate (before the shared loop): its entry has no place now.
+        groups = [{k: v for k, v in g.items() if k != "initial_lr"} for g in optim_state["param_groups"]]
+        optim_state = {**optim_state, "param_groups": groups}
+    saved = set(optim_state.get("state", {}))
     set_state_dict(
         model,
         optimizer,
         model_state_dict=payload["model"],
-        optim_state_dict=payload["optimizer"],
-        options=StateDictOptions(full_state_dict=True),
+        optim_state_dict=optim_state,
+        options=StateDictOptions(full_state_dict=True, strict=not _some_never_stepped(model, saved)),
     )
+    # Loading first gives every parameter a state (a zero step); one that had none when saved (a supernet
+    # block no layout has used yet) gets none again, so its first update is the one it would have had.
+    for name, p in model.named_parameters():
+        if _plain_name(name) not in saved:
+            optimizer.state.pop(p, None)
+
+
+def _plain_name(name: str) -> str:
+    """A parameter's name without the wrappers' prefixes (DDP's ``module.``), as full state dicts key it."""
+    return name.removeprefix("module.")
+
+
+def _some_never_stepped(model: nn.Module, saved: set) -> bool:
+    return any(_plain_name(n) not in saved for n, p in model.named_parameters() if p.requires_grad)

@@ -17,16 +17,14 @@ runs in float32; ``precision`` applies to the student.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 
 from s2dit import precision
-from s2dit.config import save_config
 from s2dit.errors import ConfigError, S2DitError
 from s2dit.latent.tiny_ae import TinyAutoencoder, save_tiny_ae
 from s2dit.latent.vae import psnr
-from s2dit.train.vae import ReconTrainConfig, check_run_folder, clip_sampler, fit, reconstruction_loss
+from s2dit.train.vae import ReconstructionTraining, ReconTrainConfig, reconstruction_loss
 
 
 @dataclasses.dataclass
@@ -44,37 +42,48 @@ class DecoderTrainConfig(ReconTrainConfig):
             raise ConfigError(f"target: {self.target!r} must be 'vae' or 'pixels'")
 
 
-def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
-    """Train (or resume) a decoder; returns the last logged metrics. ``max_steps`` stops early."""
-    from s2dit.latent.vae import load_vae
+class DecoderTraining(ReconstructionTraining):
+    """``s2dit train decoder``: only the decoder's parameters train; at the end the folder is written."""
 
-    if not cfg.vae:
-        raise S2DitError("--vae: the VAE to imitate is required (a Wan VAE folder or a tiny_ae folder)")
-    out = Path(cfg.out)
-    check_run_folder(out, cfg)
-    teacher = load_vae(cfg.vae)
-    sampler = clip_sampler(cfg, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    desc = "train decoder"
+    bar_keys = ("loss", "psnr_vs_target")
 
-    def loss_fn(model, pixels):
+    def __init__(self, cfg: DecoderTrainConfig, progress: bool = True):
+        if not cfg.vae:
+            raise S2DitError("--vae: the VAE to imitate is required (a Wan VAE folder or a tiny_ae folder)")
+        super().__init__(cfg, progress)
+
+    def build(self):
+        from s2dit.latent.vae import load_vae
+
+        cfg = self.cfg
+        self.teacher = load_vae(cfg.vae)
+        self.clips()  # the clip folder is read (and checked) before the first step
+        torch.manual_seed(cfg.seed)
+        model = TinyAutoencoder(dataclasses.replace(cfg.model, decodes_for=str(cfg.vae)))
+        return model, list(model.decoder_parameters())
+
+    def reconstruct(self, pixels):
+        cfg = self.cfg
         with torch.no_grad():
-            latents = teacher.encode(pixels)
+            latents = self.teacher.encode(pixels)
             if latents.shape[1] != cfg.model.latent_channels:
                 raise S2DitError(
                     f"{cfg.vae} makes {latents.shape[1]}-channel latents: set model.latent_channels"
                 )
-            target = teacher.decode(latents).clamp(-1, 1) if cfg.target == "vae" else pixels
+            target = self.teacher.decode(latents).clamp(-1, 1) if cfg.target == "vae" else pixels
         with precision.autocast(cfg.precision, "cpu"):
-            decoded = model.decode(latents)
+            decoded = self.model.decode(latents)
         loss = reconstruction_loss(decoded, target, cfg)
         return loss, {"loss": loss.item(), "psnr_vs_target": psnr(decoded.detach().float(), target)}
 
-    torch.manual_seed(cfg.seed)
-    model = TinyAutoencoder(dataclasses.replace(cfg.model, decodes_for=str(cfg.vae)))
-    parameters = list(model.decoder_parameters())
-    step, metrics = fit(cfg, model, parameters, loss_fn, sampler, max_steps, "train decoder", progress)
-    if step >= cfg.steps:
-        save_tiny_ae(model.eval(), out)
-        metrics["model"] = str(out / "tiny_ae.safetensors")
-    return metrics
+    def finish(self, row: dict) -> dict:
+        if self.step >= self.cfg.steps:
+            save_tiny_ae(self.model.eval(), self.out)
+            row["model"] = str(self.out / "tiny_ae.safetensors")
+        return row
+
+
+def train_decoder(cfg: DecoderTrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
+    """Train (or resume) a decoder; returns the last logged metrics. ``max_steps`` stops early."""
+    return DecoderTraining(cfg, progress).fit(max_steps)

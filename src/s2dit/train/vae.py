@@ -11,9 +11,10 @@ run to ``final_lr_ratio`` × ``lr``, multiplied by a linear warm-up ramp over th
 Batches come from :class:`s2dit.train.clips.ClipSampler` (seeded by ``(seed, step)``, so a resumed run sees
 exactly the clips an uninterrupted one would).
 
-The output folder holds ``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoints/``
-(``step-NNNNNNN.pt``: model, optimiser, step, generators; :mod:`s2dit.train.checkpoint`, written atomically,
-resumed automatically, the newest two kept) and, at the end, the model:
+The run is the loop every s2dit training shares (:mod:`s2dit.train.loop`). The output folder holds
+``config.yaml`` (the resolved run config), ``train_log.jsonl``, ``checkpoints/`` (``step-NNNNNNN.pt``:
+model, optimiser, step, generators; written atomically, resumed automatically, the newest two kept) and,
+at the end, the model:
 ``tiny_ae.safetensors`` + ``tiny_ae.yaml`` (its architecture and the per-channel latent statistics measured
 on the data, used to normalise latents). ``kind: wan`` trains a small diffusers ``AutoencoderKLWan``
 (architecture in ``wan:``) the same way and writes a diffusers VAE folder instead (``config.json`` with the
@@ -23,22 +24,19 @@ measured statistics as ``latents_mean``/``latents_std`` + weights).
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from s2dit import precision
-from s2dit.config import VideoSpec, save_config
+from s2dit.config import VideoSpec
 from s2dit.errors import ConfigError
-from s2dit.files import read_yaml
 from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
 from s2dit.latent.vae import psnr
 from s2dit.latent.wan_vae import WanVAEArch
-from s2dit.train import checkpoint
 from s2dit.train.clips import ClipSampler, check_clip_settings
-from s2dit.train.log import MetricLog, mean_rows
+from s2dit.train.loop import LoopSettings, TrainingLoop, single_process
 from s2dit.train.schedule import learning_rate
 
 
@@ -150,18 +148,6 @@ def clip_sampler(cfg: ReconTrainConfig, progress: bool) -> ClipSampler:
     )
 
 
-def save_checkpoint(out: Path, model, optimizer, step: int, cfg) -> None:
-    """``out/checkpoints/step-N.pt`` (:mod:`s2dit.train.checkpoint`), the newest two kept."""
-    payload = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "rng": checkpoint.rng_state(),
-        "config": dataclasses.asdict(cfg),
-    }
-    checkpoint.save(out / "checkpoints", step, payload, keep=2)
-
-
 @torch.no_grad()
 def latent_statistics(model: nn.Module, dataset, clips: int, seed: int) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the posterior means over ``clips`` clips."""
@@ -170,26 +156,6 @@ def latent_statistics(model: nn.Module, dataset, clips: int, seed: int) -> tuple
     z = torch.cat([model.posterior(dataset[i]["pixels"][None])[0] for i in idx], dim=2)  # (1, C, T*, h, w)
     flat = z.transpose(0, 1).reshape(z.shape[1], -1)
     return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-3).tolist()
-
-
-def check_run_folder(out: Path, cfg) -> None:
-    """A run folder with a checkpoint resumes only with the same settings (its location may change)."""
-    checkpoint.refuse_old_format(out, "checkpoint.pt")
-    saved = out / "config.yaml"
-    if saved.is_file() and checkpoint.checkpoint_files(out / "checkpoints"):
-        checkpoint.refuse_other_settings(out, read_yaml(saved), cfg)
-
-
-def resume_step(out: Path, model, optimizer) -> int:
-    """Load the newest checkpoint into ``model``, ``optimizer`` and the generators if there is one; the step
-    to continue from."""
-    payload = checkpoint.load_latest(out / "checkpoints")
-    if payload is None:
-        return 0
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    checkpoint.set_rng_state(payload["rng"])
-    return payload["step"]
 
 
 def build_autoencoder(cfg: AETrainConfig) -> nn.Module:
@@ -213,78 +179,73 @@ def save_autoencoder(model: nn.Module, cfg: AETrainConfig, mean: list[float], st
     return str(Path(cfg.out) / "tiny_ae.safetensors")
 
 
-def fit(
-    cfg: ReconTrainConfig,
-    model: nn.Module,
-    parameters: list[nn.Parameter],
-    loss_fn,
-    sampler: ClipSampler,
-    max_steps: int | None,
-    desc: str,
-    progress: bool,
-) -> tuple[int, dict]:
-    """The loop of both reconstruction trainers: resume, then per step a batch, ``loss_fn(model, pixels)
-    -> (loss, logs)`` (``logs``: floats, ``loss`` and a ``psnr*`` among them), an AdamW step on
-    ``parameters`` at the scheduled rate with the gradient norm clipped to 1, the mean logs every
-    ``log_every`` steps and a checkpoint every ``checkpoint_every``. Returns the step reached and the
-    last logged row."""
-    from tqdm import tqdm
+class ReconstructionTraining(TrainingLoop):
+    """What the autoencoder and decoder trainings share: one process, batches of clips seeded by
+    ``(seed, step)``, AdamW on the scheduled rate (:func:`lr_at`) with the gradient norm clipped to 1, the
+    loop's log and checkpoints. A subclass supplies ``build`` and ``reconstruct(pixels) -> (loss, logs)``
+    (``logs``: floats, with ``loss`` and a ``psnr*`` among them)."""
 
-    out = Path(cfg.out)
-    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=0.0)
-    step = resume_step(out, model, optimizer)
-    end = min(cfg.steps, max_steps) if max_steps is not None else cfg.steps
-    metrics: dict = {"step": step}
-    bar = tqdm(total=end, initial=step, desc=desc, unit="step", disable=not progress)
-    log, window, start = MetricLog(out, step, tensorboard=False), [], time.perf_counter()
-    try:
-        while step < end:
-            loss, logs = loss_fn(model, sampler.batch(step))
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            step += 1
-            window.append(logs)
-            bar.update()
-            if step % cfg.log_every == 0 or step == end:
-                metrics = {"step": step, **mean_rows(window), "seconds": time.perf_counter() - start}
-                log.write(metrics)
-                window.clear()
-                psnr_key = next(k for k in metrics if k.startswith("psnr"))
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", psnr=f"{metrics[psnr_key]:.1f}")
-            if step % cfg.checkpoint_every == 0 or step == end:
-                save_checkpoint(out, model, optimizer, step, cfg)
-    finally:
-        log.close()
-        bar.close()
-    return step, metrics
+    desc = "train"
+    bar_keys = ("loss", "psnr")
+
+    def __init__(self, cfg: ReconTrainConfig, progress: bool = True):
+        self.cfg = cfg
+        settings = LoopSettings(
+            out=cfg.out,
+            config=cfg,
+            steps=cfg.steps,
+            learning_rate=lambda step: lr_at(cfg, step),
+            batch_size=cfg.batch_size,
+            log_every=cfg.log_every,
+            checkpoint_every=cfg.checkpoint_every,
+            old_formats=("checkpoint.pt",),
+            desc=self.desc,
+            bar_keys=self.bar_keys,
+        )
+        super().__init__(settings, single_process("cpu"), progress)
+
+    def clips(self) -> ClipSampler:
+        """The run's batches (built once; see :mod:`s2dit.train.clips`)."""
+        if getattr(self, "_sampler", None) is None:
+            self._sampler = clip_sampler(self.cfg, self.progress)
+        return self._sampler
+
+    def loss(self, step: int, micro: int):
+        return self.reconstruct(self.clips().batch(step))
+
+    def reconstruct(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
 
 
-def train_autoencoder(cfg: AETrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
-    """Train (or resume) a run; returns the last logged metrics. ``max_steps`` stops early (resumable)."""
-    out = Path(cfg.out)
-    check_run_folder(out, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    sampler = clip_sampler(cfg, progress)
+class AutoencoderTraining(ReconstructionTraining):
+    """``s2dit train vae``; at the end the latent statistics are measured and the model written."""
 
-    def loss_fn(model, pixels):
+    desc = "train vae"
+
+    def build(self):
+        self.clips()  # the clip folder is read (and checked) before the model is built
+        torch.manual_seed(self.cfg.seed)
+        model = build_autoencoder(self.cfg)
+        return model, list(model.parameters())
+
+    def reconstruct(self, pixels):
+        cfg = self.cfg
         with precision.autocast(cfg.precision, "cpu"):
-            recon, mean, logvar = model(pixels, sample=cfg.sample_posterior)
+            recon, mean, logvar = self.model(pixels, sample=cfg.sample_posterior)
         rec = reconstruction_loss(recon, pixels, cfg)
         kl = kl_divergence(mean.float(), logvar.float())
         logs = {"loss": rec.item(), "kl": kl.item(), "psnr": psnr(recon.detach().float(), pixels)}
         return rec + cfg.kl_weight * kl, logs
 
-    torch.manual_seed(cfg.seed)
-    model = build_autoencoder(cfg)
-    parameters = list(model.parameters())
-    step, metrics = fit(cfg, model, parameters, loss_fn, sampler, max_steps, "train vae", progress)
-    if step >= cfg.steps:  # finished: measure the latent statistics and write the model
-        model.eval()
-        latents_mean, latents_std = latent_statistics(model, sampler.dataset, cfg.stats_clips, cfg.seed)
-        metrics["model"] = save_autoencoder(model, cfg, latents_mean, latents_std)
-    return metrics
+    def finish(self, row: dict) -> dict:
+        cfg = self.cfg
+        if self.step >= cfg.steps:  # finished: measure the latent statistics and write the model
+            self.model.eval()
+            mean, std = latent_statistics(self.model, self.clips().dataset, cfg.stats_clips, cfg.seed)
+            row["model"] = save_autoencoder(self.model, cfg, mean, std)
+        return row
+
+
+def train_autoencoder(cfg: AETrainConfig, max_steps: int | None = None, progress: bool = True) -> dict:
+    """Train (or resume) a run; returns the last logged metrics. ``max_steps`` stops early (resumable)."""
+    return AutoencoderTraining(cfg, progress).fit(max_steps)
