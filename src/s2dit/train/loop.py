@@ -47,9 +47,7 @@ class LoopSettings:
     batch_size: int  # samples per optimiser step (for samples/s)
     grad_clip: float = 1.0  # max gradient norm; 0: no clipping
     grad_accum: int = 1  # loss calls per optimiser step
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    adamw: dict = dataclasses.field(default_factory=dict)  # AdamW's other settings (default weight decay 0)
     log_every: int = 25
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -85,13 +83,8 @@ class TrainingLoop:
                 )
             self.model, parameters = self.build()
             self.trained_parameters = list(parameters)
-            self.optimizer = torch.optim.AdamW(
-                self.trained_parameters,
-                lr=settings.learning_rate(0),
-                betas=tuple(settings.betas),
-                eps=settings.eps,
-                weight_decay=settings.weight_decay,
-            )
+            adamw = {"weight_decay": 0.0, **settings.adamw}
+            self.optimizer = torch.optim.AdamW(self.trained_parameters, lr=settings.learning_rate(0), **adamw)
             self.step = 0
             if payload is not None:
                 checkpoint.restore(self.model, self.optimizer, payload, world)

@@ -76,22 +76,11 @@ class Trainer(TrainingLoop):
             out=cfg.out,
             config=cfg,
             steps=cfg.steps,
-            learning_rate=lambda s: (
-                o.lr
-                * learning_rate(
-                    s,
-                    steps=cfg.steps,
-                    warmup_steps=o.warmup_steps,
-                    schedule=o.schedule,
-                    min_ratio=o.min_lr_ratio,
-                )
-            ),
+            learning_rate=self.rate,
             batch_size=cfg.batch_size,
             grad_clip=o.grad_clip,
             grad_accum=cfg.grad_accum,
-            betas=tuple(o.betas),
-            eps=o.eps,
-            weight_decay=o.weight_decay,
+            adamw={"betas": tuple(o.betas), "eps": o.eps, "weight_decay": o.weight_decay},
             log_every=cfg.log_every,
             checkpoint_every=cfg.checkpoint_every,
             keep_checkpoints=cfg.keep_checkpoints,
@@ -101,6 +90,18 @@ class Trainer(TrainingLoop):
         self._vae = None
         self._swaps = None
         super().__init__(settings, world, progress)
+
+    def rate(self, step: int) -> float:
+        """The learning rate at ``step``: ``optim.lr`` × the warm-up ramp × the schedule."""
+        o = self.cfg.optim
+        factor = learning_rate(
+            step,
+            steps=self.cfg.steps,
+            warmup_steps=o.warmup_steps,
+            schedule=o.schedule,
+            min_ratio=o.min_lr_ratio,
+        )
+        return o.lr * factor
 
     def build(self):
         cfg = self.cfg
