@@ -139,7 +139,7 @@ def load_latest(folder: Path) -> dict | None:
         ) from None
 
 
-def restore(model: nn.Module, optimizer: torch.optim.Optimizer, payload: dict, world: World) -> None:
+def restore(model: nn.Module, optimizer: torch.optim.Optimizer, payload: dict) -> None:
     """Load model and optimiser state from a checkpoint payload into the (wrapped) model.
 
     The optimiser state is keyed by parameter name (:func:`full_state`); one keyed by position (a plain

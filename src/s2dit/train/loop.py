@@ -87,7 +87,7 @@ class TrainingLoop:
             self.optimizer = torch.optim.AdamW(self.trained_parameters, lr=settings.learning_rate(0), **adamw)
             self.step = 0
             if payload is not None:
-                checkpoint.restore(self.model, self.optimizer, payload, world)
+                checkpoint.restore(self.model, self.optimizer, payload)
                 checkpoint.set_rng_state(payload["rng"])
                 self.step = payload["step"]
                 self.load_extra_state(payload)
@@ -210,7 +210,7 @@ class TrainingLoop:
                 if self.step % s.checkpoint_every == 0 or self.step == end or self.checkpoint_due(self.step):
                     for extra in self.at_checkpoint(self.save_checkpoint()):
                         log.write({"step": self.step, **extra})
-                        row = {**row, **extra} if row["step"] == self.step else {"step": self.step, **extra}
+                        row.update(extra)  # the end's checkpoint follows the end's log row
                     tick = time.perf_counter()
         finally:
             bar.close()
