@@ -56,7 +56,7 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"sweep\s+Sweep budgets", s2dit("search", "--help").stdout)
     expected = (
         "bench blocks, bench export, bench stream, bench train, data encode, data inspect, data micro, "
-        "distill cache, eval micro, eval model, "
+        "distill cache, eval micro, eval model, eval streams, "
         "eval vae, export coreml, export executorch, export onnx, export run, generate, model check, "
         "model info, "
         "model ship, "

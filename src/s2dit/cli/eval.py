@@ -154,3 +154,62 @@ def eval_model(
         payload = {"schema": "s2dit.eval_models/1", "device": device, "frames": frames, "models": results}
         write_json(json_out, payload)
     console.print(f"samples and scores: {out}")
+
+
+@app.command("streams")
+def eval_streams(
+    checkpoint: Path = typer.Option(..., help="A streaming S2DiT: a trained run or its model/ folder."),
+    latents: Path = typer.Option(
+        ..., help="The encoded latent folder whose held-out clips give the prompts."
+    ),
+    out: Path = typer.Option(..., help="Folder for streams.json and the per-window scores."),
+    holdout: int = typer.Option(64, help="The folder's last clips held out from training."),
+    prompts: int = typer.Option(16, help="Held-out prompts to stream."),
+    lengths: str = typer.Option(
+        "4,16", help="Stream lengths, as multiples of the training length, comma-separated."
+    ),
+    switches: bool = typer.Option(
+        True, help="Also stream prompt switches and score the frames after each switch."
+    ),
+    seed: int = typer.Option(0, help="Prompt i's noise is seeded by seed + i."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the report here."),
+) -> None:
+    """Stream held-out prompts far past the training length and across prompt switches, and score each
+    training-length window of the video: drift is the last window's pass rate minus the first's; after a
+    switch, the frames made after it are scored against the new prompt, beside that prompt's pass rate
+    from a fresh start."""
+    from s2dit.errors import S2DitError
+    from s2dit.eval.long_streams import evaluate_streams
+
+    check_device(device)
+    try:
+        multiples = tuple(int(x) for x in lengths.split(","))
+    except ValueError:
+        raise S2DitError(f"--lengths {lengths!r}: whole numbers separated by commas, e.g. 4,16") from None
+    report = evaluate_streams(
+        checkpoint,
+        latents,
+        out,
+        holdout=holdout,
+        prompts=prompts,
+        lengths=multiples,
+        switches=switches,
+        seed=seed,
+        device=device,
+        progress=lambda text: console.print(text, style="dim"),
+    )
+    rows = [
+        (f"{n}x", str(r["windows"]), f"{r['first']:.3f}", f"{r['last']:.3f}", f"{r['drift']:+.3f}")
+        for n, r in report["lengths"].items()
+    ]
+    title = f"{report['prompts']} held-out prompts, windows of {report['window_frames']} frames"
+    console.print(make_table(title, ("length", "windows", "first", "last", "drift"), rows))
+    if "switch" in report:
+        s = report["switch"]
+        ratio = "-" if s["ratio"] is None else f"{s['ratio']:.3f}"
+        rows = [(f"{s['pass_rate_after_switch']:.3f}", f"{s['fresh_start_pass_rate']:.3f}", ratio)]
+        console.print(make_table("prompt switch", ("after the switch", "fresh start", "ratio"), rows))
+    if json_out is not None:
+        write_json(json_out, report)
+    console.print(f"scores: {out}")
