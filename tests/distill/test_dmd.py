@@ -12,6 +12,7 @@ from train_fixtures import tiny_config
 
 import s2dit.distill.methods  # noqa: F401 - registers method dmd
 from s2dit.config import save_config
+from s2dit.diffusion.flow import x0_from_velocity
 from s2dit.diffusion.sampling import Condition
 from s2dit.diffusion.streaming import StreamSampler, denoise_chunk
 from s2dit.distill.dmd import DMD, dmd_gradient, dmd_surrogate, exit_step
@@ -65,6 +66,47 @@ def test_the_real_score_is_the_teachers_guided_velocity():
         method.cfg = distill_config(cfg=g)
         real = method.real_score(x_t, t, cond, uncond)
         assert torch.allclose(real, torch.full_like(x_t, expected)), (g, real.flatten()[0].item(), expected)
+
+
+def _gaussian_velocity(x_t: torch.Tensor, t: torch.Tensor, mean, spread: float) -> torch.Tensor:
+    """The exact flow-matching velocity of data ``N(mean, spread²)`` at ``x_t`` (levels ``t [B, T]``)."""
+    sigma = (t / 1000.0)[:, None, :, None, None]
+    gain = (1 - sigma) * spread**2 / ((1 - sigma) ** 2 * spread**2 + sigma**2)
+    x0 = mean + gain * (x_t - (1 - sigma) * mean)
+    return (x_t - x0) / sigma
+
+
+class _GaussianTeacher(torch.nn.Module):
+    """The exact velocity of data ``N(m, 0.5²)``, ``m`` read off the prompt's first token."""
+
+    def forward(self, x_t, t, text, mask):
+        return _gaussian_velocity(x_t, t, text[:, 0, 0][:, None, None, None, None], 0.5)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 4.0])
+def test_dmd_moves_a_generator_to_the_guided_teacher_distribution(guidance):
+    """A toy problem with exact scores: the teacher's data is N(1, 0.5²) for the prompt and N(0, 0.5²) for
+    the empty prompt, so its guided score ``u + g·(c - u)`` is exactly that of N(g, 0.5²); the generator
+    draws N(θ, 0.5²) and the critic is exact for it. DMD's updates must carry θ from -1 to g, the side of
+    the prompt (a reversed guidance or gradient sign would carry it to -g or away)."""
+    method = DMD.__new__(DMD)  # the real score, the re-noising and the gradient: the method's own code
+    method.teacher, method.seed = _GaussianTeacher(), 0
+    method.cfg = distill_config(cfg=guidance, min_sigma=0.05, max_sigma=0.95, shift=1.0)
+    B = 64
+    cond = Condition(torch.ones(B, 2, 4), torch.ones(B, 2, dtype=torch.bool))
+    uncond = Condition(torch.zeros(B, 2, 4), torch.ones(B, 2, dtype=torch.bool))
+    theta = torch.nn.Parameter(torch.tensor(-1.0))
+    optimizer = torch.optim.Adam([theta], lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    for step in range(300):
+        x = theta + 0.5 * torch.randn(B, 1, 1, 2, 2, generator=g)
+        x_t, _, _, t = method.noisy(x.detach(), list(range(step * B, (step + 1) * B)), salt=2)
+        x0_real = x0_from_velocity(x_t, method.real_score(x_t, t, cond, uncond), t / 1000.0)
+        x0_fake = x0_from_velocity(x_t, _gaussian_velocity(x_t, t, theta.detach(), 0.5), t / 1000.0)
+        dmd_surrogate(x, dmd_gradient(x.detach(), x0_real, x0_fake)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert abs(theta.item() - guidance) < 0.15, theta.item()
 
 
 def test_the_exit_step_depends_on_the_iteration_only():
