@@ -261,3 +261,15 @@ def test_nothing_scored_scores_zero_not_nan():
 
     assert summarize([])["pass_rate"] == 0.0 and summarize([])["mean_accuracy"] == 0.0
     assert mean_accuracy({"color": None, "shape": None}) == 0.0
+
+
+def test_the_pass_rate_is_also_given_per_number_of_objects_asked():
+    from s2dit.data.micro.metrics import failed_clip, format_by_count, summarize
+
+    one, two, three = ([{"color": "red", "shape": "circle"}] * n for n in (1, 2, 3))
+    results = [failed_clip(one), {**failed_clip(one), "passed": 1.0}, failed_clip(three)]
+    results += [{**failed_clip(two), "passed": 1.0}]
+    found = summarize(results)
+    assert found["pass_rate_by_count"] == {"1": 0.5, "2": 1.0, "3": 0.0} and found["pass_rate"] == 0.5
+    assert format_by_count(found["pass_rate_by_count"]) == "1: 0.50 · 2: 1.00 · 3: 0.00"
+    assert summarize([])["pass_rate_by_count"] == {} and format_by_count({}) == "-"

@@ -26,12 +26,13 @@ def eval_micro(
     """Score videos against micro-world prompts: the pass rate (a clip passes when it shows exactly the
     asked objects, each with the color, shape, size and motion asked), and the accuracy of color, count,
     shape, size, motion, persistence and flicker."""
-    from s2dit.data.micro.metrics import evaluate_folder
+    from s2dit.data.micro.metrics import evaluate_folder, format_by_count
 
     report = evaluate_folder(videos, prompts, shuffle=shuffle, seed=seed)
     rows = [(a, "-" if v is None else f"{v:.3f}") for a, v in report["accuracy"].items()]
     rows.append(("mean accuracy", f"{report['mean_accuracy']:.3f}"))
     rows.append(("pass rate", f"{report['pass_rate']:.3f}"))
+    rows.append(("pass rate by objects asked", format_by_count(report["pass_rate_by_count"])))
     title = f"micro-world scores, {report['clips']} clips" + (" (shuffled prompts)" if shuffle else "")
     console.print(make_table(title, ("attribute", "accuracy"), rows))
     if json_out:
@@ -112,6 +113,7 @@ def eval_model(
     """Sample held-out prompts from one or more checkpoints and score them (the training's evaluation),
     with each model's sampling time per video measured in the same run. The headline is the prompt pass
     rate; 'relative' is each model's pass rate over the first's."""
+    from s2dit.data.micro.metrics import format_by_count
     from s2dit.eval.models import compare_models
 
     check_device(device)
@@ -141,6 +143,7 @@ def eval_model(
             r["steps"],
             r["cfg"],
             f"{r['pass_rate']:.3f}",
+            format_by_count(r.get("pass_rate_by_count", {})),
             *("-" if r["accuracy"][k] is None else f"{r['accuracy'][k]:.3f}" for k in keys),
             f"{r['mean_accuracy']:.3f}",
             f"{r['pass_rate'] / reference:.3f}" if reference else "-",
@@ -148,7 +151,7 @@ def eval_model(
         )
         for r in results
     ]
-    columns = ("model", "steps", "cfg", "pass rate", *keys, "mean acc", "relative", "s/video")
+    columns = ("model", "steps", "cfg", "pass rate", "by objects", *keys, "mean acc", "relative", "s/video")
     console.print(make_table(f"{results[0]['clips']} held-out prompts, {device}", columns, rows))
     if json_out is not None:
         payload = {"schema": "s2dit.eval_models/1", "device": device, "frames": frames, "models": results}

@@ -485,10 +485,25 @@ def evaluate_folder(
 
 def summarize(results: list[dict]) -> dict:
     """The scores of many :func:`score_clip` results: ``pass_rate`` (the headline: the fraction of prompts
-    passed), ``accuracy`` per attribute and ``mean_accuracy``."""
+    passed), ``pass_rate_by_count`` (the same over the prompts asking for 1, 2, ... objects: the number
+    of objects a prompt asks for is what makes it hard), ``accuracy`` per attribute and ``mean_accuracy``."""
     accuracy = accuracy_of(results)
     rate = float(np.mean([r["passed"] for r in results])) if results else 0.0
-    return {"pass_rate": rate, "accuracy": accuracy, "mean_accuracy": mean_accuracy(accuracy)}
+    asked: dict[int, list[float]] = {}
+    for r in results:
+        asked.setdefault(len(r["matched"]), []).append(r["passed"])
+    by_count = {str(n): float(np.mean(asked[n])) for n in sorted(asked)}
+    return {
+        "pass_rate": rate,
+        "pass_rate_by_count": by_count,
+        "accuracy": accuracy,
+        "mean_accuracy": mean_accuracy(accuracy),
+    }
+
+
+def format_by_count(by_count: dict[str, float]) -> str:
+    """``1: 0.50 · 2: 0.25 · 3: 0.00``: the pass rate per number of objects asked, for a table cell."""
+    return " · ".join(f"{n}: {v:.2f}" for n, v in by_count.items()) or "-"
 
 
 def mean_accuracy(accuracy: dict[str, float | None]) -> float:
