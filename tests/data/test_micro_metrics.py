@@ -271,5 +271,5 @@ def test_the_pass_rate_is_also_given_per_number_of_objects_asked():
     results += [{**failed_clip(two), "passed": 1.0}]
     found = summarize(results)
     assert found["pass_rate_by_count"] == {"1": 0.5, "2": 1.0, "3": 0.0} and found["pass_rate"] == 0.5
-    assert format_by_count(found["pass_rate_by_count"]) == "1: 0.50 · 2: 1.00 · 3: 0.00"
+    assert format_by_count(found["pass_rate_by_count"]) == "0.50/1.00/0.00"
     assert summarize([])["pass_rate_by_count"] == {} and format_by_count({}) == "-"

@@ -70,7 +70,9 @@ def test_each_window_of_a_repeated_clip_passes_and_nothing_drifts():
     windows = score_windows(stream, prompt, 9)
     assert [w["passed"] for w in windows] == [1.0, 1.0, 1.0]
     assert [w["passed"] for w in score_windows(stream, other, 9)] == [0.0, 0.0, 0.0]
-    assert drift([windows]) == {"window_pass_rates": [1.0, 1.0, 1.0], "first": 1.0, "last": 1.0, "drift": 0.0}
+    found = drift([windows])
+    assert found["window_pass_rates"] == [1.0, 1.0, 1.0] and found["first"] == found["last"] == 1.0
+    assert found["drift"] == 0.0 and found["accuracy_drift"] == 0.0
 
 
 def test_a_stream_that_goes_blank_drifts_down_by_the_share_of_prompts_it_loses():
@@ -82,6 +84,8 @@ def test_a_stream_that_goes_blank_drifts_down_by_the_share_of_prompts_it_loses()
     found = drift(windows)
     assert found["window_pass_rates"] == [1.0, 0.5]
     assert found["first"] == 1.0 and found["last"] == 0.5 and found["drift"] == -0.5
+    first, last = found["window_mean_accuracy"]
+    assert first > last and found["accuracy_drift"] == last - first
 
 
 def test_a_tail_shorter_than_a_window_is_not_scored():

@@ -32,7 +32,8 @@ def eval_micro(
     rows = [(a, "-" if v is None else f"{v:.3f}") for a, v in report["accuracy"].items()]
     rows.append(("mean accuracy", f"{report['mean_accuracy']:.3f}"))
     rows.append(("pass rate", f"{report['pass_rate']:.3f}"))
-    rows.append(("pass rate by objects asked", format_by_count(report["pass_rate_by_count"])))
+    counts = "/".join(report["pass_rate_by_count"])
+    rows.append((f"pass rate, prompts of {counts} objects", format_by_count(report["pass_rate_by_count"])))
     title = f"micro-world scores, {report['clips']} clips" + (" (shuffled prompts)" if shuffle else "")
     console.print(make_table(title, ("attribute", "accuracy"), rows))
     if json_out:
@@ -151,7 +152,9 @@ def eval_model(
         )
         for r in results
     ]
-    columns = ("model", "steps", "cfg", "pass rate", "by objects", *keys, "mean acc", "relative", "s/video")
+    counts = "/".join(results[0].get("pass_rate_by_count", {}))
+    by_count = f"pass {counts} obj"
+    columns = ("model", "steps", "cfg", "pass", by_count, *keys, "mean acc", "relative", "s/video")
     console.print(make_table(f"{results[0]['clips']} held-out prompts, {device}", columns, rows))
     if json_out is not None:
         payload = {"schema": "s2dit.eval_models/1", "device": device, "frames": frames, "models": results}
@@ -203,11 +206,19 @@ def eval_streams(
         progress=lambda text: console.print(text, style="dim"),
     )
     rows = [
-        (f"{n}x", str(r["windows"]), f"{r['first']:.3f}", f"{r['last']:.3f}", f"{r['drift']:+.3f}")
+        (
+            f"{n}x",
+            str(r["windows"]),
+            f"{r['first']:.3f}",
+            f"{r['last']:.3f}",
+            f"{r['drift']:+.3f}",
+            f"{r['window_mean_accuracy'][0]:.3f} -> {r['window_mean_accuracy'][-1]:.3f}",
+        )
         for n, r in report["lengths"].items()
     ]
     title = f"{report['prompts']} held-out prompts, windows of {report['window_frames']} frames"
-    console.print(make_table(title, ("length", "windows", "first", "last", "drift"), rows))
+    columns = ("length", "windows", "first pass", "last pass", "drift", "mean accuracy first -> last")
+    console.print(make_table(title, columns, rows))
     if "switch" in report:
         s = report["switch"]
         ratio = "-" if s["ratio"] is None else f"{s['ratio']:.3f}"

@@ -43,11 +43,23 @@ def score_windows(frames: np.ndarray, objects: list[dict], window: int) -> list[
 
 def drift(windows: list[list[dict]]) -> dict:
     """Pass rate per window position over prompts (``windows[prompt][k]``, all equally long), the first
-    and last windows' pass rates and ``drift = last - first``."""
+    and last windows' pass rates and ``drift = last - first``; beside them the lenient mean accuracy per
+    window position (it still moves where every pass rate is 0)."""
+    from s2dit.data.micro.metrics import summarize
+
     if not windows or len({len(w) for w in windows}) != 1:
         raise S2DitError("drift needs one equally long list of window scores per prompt")
-    rates = [float(np.mean([w[k]["passed"] for w in windows])) for k in range(len(windows[0]))]
-    return {"window_pass_rates": rates, "first": rates[0], "last": rates[-1], "drift": rates[-1] - rates[0]}
+    at = [summarize([w[k] for w in windows]) for k in range(len(windows[0]))]
+    rates = [s["pass_rate"] for s in at]
+    accuracy = [s["mean_accuracy"] for s in at]
+    return {
+        "window_pass_rates": rates,
+        "first": rates[0],
+        "last": rates[-1],
+        "drift": rates[-1] - rates[0],
+        "window_mean_accuracy": accuracy,
+        "accuracy_drift": accuracy[-1] - accuracy[0],
+    }
 
 
 def score_after_switch(frames: np.ndarray, switch_frame: int, objects: list[dict], window: int) -> dict:

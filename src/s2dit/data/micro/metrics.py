@@ -502,8 +502,8 @@ def summarize(results: list[dict]) -> dict:
 
 
 def format_by_count(by_count: dict[str, float]) -> str:
-    """``1: 0.50 · 2: 0.25 · 3: 0.00``: the pass rate per number of objects asked, for a table cell."""
-    return " · ".join(f"{n}: {v:.2f}" for n, v in by_count.items()) or "-"
+    """``0.50/0.25/0.00``: the pass rate per number of objects asked (the keys' order), for a table cell."""
+    return "/".join(f"{v:.2f}" for v in by_count.values()) or "-"
 
 
 def mean_accuracy(accuracy: dict[str, float | None]) -> float:
