@@ -154,7 +154,7 @@ def eval_model(
     ]
     counts = "/".join(results[0].get("pass_rate_by_count", {}))
     by_count = f"pass {counts} obj"
-    columns = ("model", "steps", "cfg", "pass", by_count, *keys, "mean acc", "relative", "s/video")
+    columns = ("model", "steps", "cfg", "pass rate", by_count, *keys, "mean acc", "relative", "s/video")
     console.print(make_table(f"{results[0]['clips']} held-out prompts, {device}", columns, rows))
     if json_out is not None:
         payload = {"schema": "s2dit.eval_models/1", "device": device, "frames": frames, "models": results}
