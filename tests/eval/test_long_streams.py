@@ -23,14 +23,13 @@ from s2dit.data.micro.render import render_scene
 from s2dit.data.micro.scene import clip_rng, sample_scene
 from s2dit.diffusion.pipeline import PipelineInfo
 from s2dit.diffusion.sampling import Condition
-from s2dit.diffusion.streaming import StreamSettings
+from s2dit.diffusion.streaming import StreamSampler, StreamSettings
 from s2dit.errors import S2DitError
 from s2dit.eval.long_streams import (
     drift,
     evaluate_streams,
     score_after_switch,
     score_windows,
-    stream_latents,
     window_frames,
 )
 from s2dit.model.config import ModelConfig
@@ -134,8 +133,8 @@ def _conds(batch: int, seed: int) -> Condition:
 
 def test_a_switch_changes_the_stream_from_its_chunk_on_and_not_before():
     model, settings = _model(), StreamSettings(steps=2, chunk_frames=1, window_chunks=3, sink_chunks=1)
-    plain = stream_latents(model, _conds(2, 0), (6, 8), settings, 4, [0, 1])
-    switched = stream_latents(model, _conds(2, 0), (6, 8), settings, 4, [0, 1], (2, _conds(2, 1)))
+    plain = StreamSampler(model, _conds(2, 0), (6, 8), settings, seed=[0, 1]).take(4)
+    switched = StreamSampler(model, _conds(2, 0), (6, 8), settings, seed=[0, 1]).take(4, (2, _conds(2, 1)))
     assert plain.shape == (2, 16, 4, 6, 8)
     torch.testing.assert_close(switched[:, :, :2], plain[:, :, :2], rtol=0, atol=0)
     assert (switched[:, :, 2:] - plain[:, :, 2:]).abs().amax() > 1e-3

@@ -161,6 +161,17 @@ class StreamSampler:
         self.chunks_done += 1
         return x0
 
+    @torch.no_grad()
+    def take(self, chunks: int, switch: tuple[int, Condition] | None = None) -> torch.Tensor:
+        """``[B, C, chunks·c, H, W]``: the next ``chunks`` chunks, concatenated in time. ``switch =
+        (k, cond)`` follows ``cond`` from the ``k``-th of them on (a prompt switch mid-stream)."""
+        out = []
+        for k in range(chunks):
+            if switch is not None and k == switch[0]:
+                self.set_prompt(switch[1])
+            out.append(self.next_chunk())
+        return torch.cat(out, dim=2)
+
 
 def denoise_chunk(
     velocity,

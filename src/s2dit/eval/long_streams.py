@@ -74,21 +74,6 @@ def score_after_switch(frames: np.ndarray, switch_frame: int, objects: list[dict
     return score_clip(frames[switch_frame : switch_frame + window], objects)
 
 
-@torch.no_grad()
-def stream_latents(model, conds, size, settings, chunks: int, seeds: list[int], switch=None) -> torch.Tensor:
-    """``[B, C, chunks·c, H, W]``: ``B`` streams of ``chunks`` chunks, stream ``i`` seeded by ``seeds[i]``;
-    ``switch = (chunk, cond)`` switches every stream to ``cond`` before that chunk."""
-    from s2dit.diffusion.streaming import StreamSampler
-
-    sampler = StreamSampler(model, conds, size, settings, seed=seeds)
-    out = []
-    for k in range(chunks):
-        if switch is not None and k == switch[0]:
-            sampler.set_prompt(switch[1])
-        out.append(sampler.next_chunk())
-    return torch.cat(out, dim=2)
-
-
 def _decode(vae, latents: torch.Tensor) -> list[np.ndarray]:
     """Each stream decoded on its own (a long stream's pixels are large): ``[F, H, W, 3]`` uint8 each."""
     from s2dit.videoio import pixels_to_uint8
@@ -117,6 +102,7 @@ def evaluate_streams(
     from s2dit.diffusion.pipeline import read_pipeline
     from s2dit.diffusion.sampling import Condition
     from s2dit.diffusion.stream_pipeline import frames_before
+    from s2dit.diffusion.streaming import StreamSampler
     from s2dit.latent.vae import load_vae
     from s2dit.model.denoiser import load_denoiser
     from s2dit.train.data import LatentBatches
@@ -151,7 +137,7 @@ def evaluate_streams(
         chunks = -(-n * train_frames // c)
         if progress:
             progress(f"{B} streams of {chunks * c} latent frames ({n}x the training length)")
-        frames = _decode(vae, stream_latents(model, cond, (H, W), settings, chunks, seeds))
+        frames = _decode(vae, StreamSampler(model, cond, (H, W), settings, seed=seeds).take(chunks))
         windows = [score_windows(f, o, window) for f, o in zip(frames, objects, strict=True)]
         per_length[n] = {**drift(windows), "latent_frames": chunks * c, "windows": len(windows[0])}
         write_text_atomic(out / f"length-{n}x.jsonl", "".join(_rows(clips["rows"], windows)))
@@ -162,7 +148,8 @@ def evaluate_streams(
         new = Condition(cond.text[order], cond.mask[order])
         if progress:
             progress(f"{B} streams switched at chunk {at}")
-        frames = _decode(vae, stream_latents(model, cond, (H, W), settings, 2 * at, seeds, (at, new)))
+        sampler = StreamSampler(model, cond, (H, W), settings, seed=seeds)
+        frames = _decode(vae, sampler.take(2 * at, (at, new)))
         first = frames_before(at, c)
         after = [score_after_switch(f, first, objects[j], window) for f, j in zip(frames, order, strict=True)]
         fresh = per_length[lengths[0]]["first"]

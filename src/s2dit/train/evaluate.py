@@ -30,7 +30,7 @@ def stream_latents(
     if T % settings.chunk_frames:
         raise S2DitError(f"{T} latent frames are not whole chunks of {settings.chunk_frames}")
     sampler = StreamSampler(model, cond, (H, W), settings, seed=seeds, channels=C)
-    return torch.cat([sampler.next_chunk() for _ in range(T // settings.chunk_frames)], dim=2)
+    return sampler.take(T // settings.chunk_frames)
 
 
 @torch.no_grad()
