@@ -75,6 +75,7 @@ def test_bad_stream_requests_are_one_line_errors(tmp_path):
 def test_bench_stream_writes_the_table_and_ratios(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [f"{BIN}/s2dit", "bench", "stream", "--size", "64x48", "--chunks", "12", "--steps", "2"]
+    cmd += ["--dtype", "float32"]  # float32 eager is its own baseline: no extra row
     result = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -88,3 +89,19 @@ def test_bench_stream_writes_the_table_and_ratios(tmp_path):
     assert set(report["ratios"]) == {"all-F", "all-F, full history"}
     assert "end_to_end_at_chunk_12" in report["ratios"]["all-F"]
     assert "s2dit vs all-F" in result.stdout
+
+
+def test_bench_stream_times_float32_eager_beside_a_bf16_mode(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [f"{BIN}/s2dit", "bench", "stream", "--size", "64x48", "--chunks", "4", "--steps", "1"]
+    cmd += ["--dtype", "bfloat16", "--no-full-history", "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["dtype"] == "bfloat16"
+    assert [r["model"] for r in report["results"]] == ["s2dit", "all-F", "s2dit, float32 eager"]
+    ours, base = report["results"][0], report["results"][2]
+    assert ours["state_mb"] < base["state_mb"]  # bf16 K/V caches and conv tails: the baseline ran float32
+    ratio = report["ratios"]["s2dit, float32 eager"]
+    assert ratio["end_to_end_fps"] == ours["end_to_end_fps"] / base["end_to_end_fps"]
+    assert "s2dit bfloat16 vs s2dit, float32 eager: end_to_end_fps" in result.stdout

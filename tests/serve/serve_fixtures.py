@@ -31,9 +31,19 @@ def tiny_parts(latent_size: tuple[int, int] = (6, 8)) -> StreamModel:
 
 
 @contextlib.contextmanager
-def running_server(latent_size: tuple[int, int] = (6, 8), max_streams: int = 2, check_prompts: bool = False):
+def running_server(
+    latent_size: tuple[int, int] = (6, 8),
+    max_streams: int = 2,
+    check_prompts: bool = False,
+    dtype: torch.dtype = torch.float32,
+):
     srv: StreamServer = serve(
-        tiny_parts(latent_size), "127.0.0.1", 0, max_streams=max_streams, check_prompts=check_prompts
+        tiny_parts(latent_size),
+        "127.0.0.1",
+        0,
+        max_streams=max_streams,
+        check_prompts=check_prompts,
+        dtype=dtype,
     )
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

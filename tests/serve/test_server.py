@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+import torch
 from serve_fixtures import running_server
 
 from s2dit.serve.server import BOUNDARY
@@ -110,6 +111,20 @@ def test_start_watch_switch_stop(server):
     assert wait_for(lambda: request(server, "GET", "/api/streams")[1] == [])
     status, err = request(server, "POST", "/api/prompt", {"stream": sid, "prompt": "too late"})
     assert status == 409 and "stopped" in err["error"]
+
+
+def test_a_bf16_server_streams_in_bf16():
+    with running_server(dtype=torch.bfloat16) as srv:
+        sid = request(srv, "POST", "/api/start", {"prompt": "a red ball", "client": "tab"})[1]["stream"]
+        viewer = Viewer(srv, sid)
+        assert all(f[:2] == b"\xff\xd8" for f in viewer.frames(3))
+        live = srv.streams[sid].live
+        assert live.dtype == torch.bfloat16
+        state = live.sampler.state.tensors()
+        assert state["block1.k"].dtype == torch.bfloat16  # the stride block's K/V cache ("LSSL")
+        assert state["block0.kv"].dtype == torch.float32  # the linear-attention sums stay float32
+        request(srv, "POST", "/api/stop", {"stream": sid})
+        viewer.close()
 
 
 def test_a_micro_world_server_warns_about_what_it_cannot_draw(capsys):

@@ -17,7 +17,7 @@ from s2dit.train.methods import FlowMatching
 from s2dit.train.trainer import train
 
 
-def test_auto_precision_is_bf16_exactly_where_the_cpu_has_bf16_matrix_units(monkeypatch):
+def test_auto_precision_is_bf16_exactly_where_bf16_matmuls_are_faster(monkeypatch):
     monkeypatch.setenv("S2DIT_CPU_BF16", "1")
     assert precision.compute_dtype("auto", "cpu") == torch.bfloat16
     assert isinstance(precision.autocast("auto", "cpu"), torch.autocast)
@@ -25,14 +25,29 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_has_bf16_matrix_units(monk
     assert precision.compute_dtype("auto", "cpu") == torch.float32
     assert precision.compute_dtype("bfloat16", "cpu") == torch.bfloat16  # asked for explicitly
     assert precision.compute_dtype("auto", "cuda") == torch.bfloat16
-    monkeypatch.delenv("S2DIT_CPU_BF16")
-    amx = bool(torch.cpu._is_amx_tile_supported())
-    assert precision.compute_dtype("auto", "cpu") == (torch.bfloat16 if amx else torch.float32)
     monkeypatch.setenv("S2DIT_CPU_BF16", "yes")
     with pytest.raises(ConfigError, match="S2DIT_CPU_BF16"):
         precision.compute_dtype("auto", "cpu")
     with pytest.raises(ConfigError, match="precision"):
         precision.compute_dtype("half", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("bf16_s", "expected"), [(0.4, torch.bfloat16), (0.8, torch.float32), (1.6, torch.float32)]
+)
+def test_auto_precision_on_a_cpu_follows_the_measured_matmul_speed(monkeypatch, bf16_s, expected):
+    """float32 timed at 1.0 s: bf16 at 0.4 s (2.5x) pays; at 0.8 s (1.25x, under the 1.5x needed) not."""
+    monkeypatch.delenv("S2DIT_CPU_BF16", raising=False)
+    fake = lambda a, b: bf16_s if a.dtype == torch.bfloat16 else 1.0  # noqa: E731
+    monkeypatch.setattr(precision, "_fastest_matmul_s", fake)
+    precision.cpu_bf16_speedup.cache_clear()
+    try:
+        assert precision.cpu_bf16_speedup() == pytest.approx(1.0 / bf16_s)
+        assert precision.compute_dtype("auto", "cpu") == expected
+    finally:
+        precision.cpu_bf16_speedup.cache_clear()
+    monkeypatch.undo()
+    assert precision.cpu_bf16_speedup() > 0  # the real measurement runs and is cached for the process
 
 
 def test_ema_warmup_follows_its_decay_formula():

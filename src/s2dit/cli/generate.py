@@ -106,6 +106,10 @@ STREAM_OPTIONS_HELP = "Default: the model's pipeline.yaml (stream section)."
 CHECKPOINT_HELP = (
     "A trained S2DiT run folder or model folder (default: the shipped S2DiT-AR, weights/micro_ar)."
 )
+DTYPE_HELP = (
+    "auto (bf16 autocast on GPUs and on CPUs where a bf16 matmul measures >= 1.5x float32, else float32), "
+    "float32 or bfloat16."
+)
 PREVIEW_SECONDS = 30  # the GIF beside the mp4 shows at most this much of the stream
 
 
@@ -136,11 +140,14 @@ def stream(
     sink: int | None = typer.Option(None, help="First chunks always remembered. " + STREAM_OPTIONS_HELP),
     vae: Path | None = typer.Option(None, help="Streaming decoder (tiny_ae folder or Wan VAE folder)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    dtype: str = typer.Option(
-        "auto", help="auto (bf16 autocast on GPUs and AMX CPUs, else float32), float32 or bfloat16."
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="torch.compile the chunk step: ~2x the FPS on a 2-core CPU, after ~100 s of compiling.",
     ),
 ) -> None:
-    from s2dit.diffusion.stream_pipeline import stream_to_file
+    from s2dit.diffusion.stream_pipeline import compile_chunk_step, stream_to_file
     from s2dit.precision import PRECISIONS, compute_dtype
     from s2dit.videoio import read_video, write_gif
 
@@ -156,6 +163,8 @@ def stream(
     parts = _stream_parts(
         checkpoint, random_weights, preset, size, vae, device, chunk, window, sink, steps, shift
     )
+    if compile:
+        compile_chunk_step(parts)
     done = stream_to_file(
         parts, prompt, list(zip(at, then, strict=True)), seconds, out, seed, compute_dtype(dtype, device)
     )
@@ -184,17 +193,22 @@ def serve(
     window: int | None = typer.Option(None, help="Chunks remembered (window). " + STREAM_OPTIONS_HELP),
     vae: Path | None = typer.Option(None, help="Streaming decoder (tiny_ae folder or Wan VAE folder)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Serve a local web page: type a prompt, watch the stream, change the prompt live, stop."""
+    from s2dit.precision import PRECISIONS, compute_dtype
     from s2dit.serve.server import serve as make_server
 
     if not 0 <= port < 65536 or max_streams < 1:
         raise S2DitError("--port must be in [0, 65535] and --max-streams at least 1")
+    if dtype not in PRECISIONS:
+        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
     checkpoint = _stream_checkpoint(checkpoint, random_weights)
     parts = _stream_parts(
         checkpoint, random_weights, preset, size, vae, device, None, window, None, steps, None
     )
-    server = make_server(parts, host, port, max_streams, check_prompts=speaks_micro(checkpoint))
+    amp = compute_dtype(dtype, device)
+    server = make_server(parts, host, port, max_streams, check_prompts=speaks_micro(checkpoint), dtype=amp)
     console.print(f"s2dit live viewer at {server.url} (Ctrl-C to stop)")
     try:
         server.serve_forever()

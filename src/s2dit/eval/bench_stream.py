@@ -10,8 +10,10 @@ then the streaming decode. Reported per model (docs/architecture.md §9):
 * the warm-up's seconds (with ``compile``, the compile time);
 * the stream state's size and peak memory (CUDA: peak allocated; CPU: the process's peak RSS so far).
 
-Models: ``s2dit`` (the preset's layout) and ``all-F`` with the same window and sinks; and ``all-F, full
-history``, an all-``F`` model whose window holds the whole stream. Its caches have a fixed size (the whole
+Models: ``s2dit`` (the preset's layout) and ``all-F`` with the same window and sinks, in the mode asked
+(dtype, compile); ``all-F, full history``, an all-``F`` model whose window holds the whole stream; and, when
+the mode asked is not float32 eager, ``s2dit, float32 eager``, the same model as the baseline the mode's
+ratio is measured against in the same run. Its caches have a fixed size (the whole
 history) from the first chunk, so its cost per chunk does not depend on the position: it is timed on 3
 chunks with the stream position set to the last chunk. JSON schema ``s2dit.stream_bench/1``.
 """
@@ -25,13 +27,14 @@ import time
 
 import torch
 
-from s2dit.diffusion.stream_pipeline import LiveStream, StreamModel, load_stream_model
+from s2dit.diffusion.stream_pipeline import LiveStream, StreamModel, compile_chunk_step, load_stream_model
 from s2dit.diffusion.streaming import StreamSettings
 from s2dit.eval.machine import machine
 from s2dit.model.transformer import S2DiT
 
 SCHEMA = "s2dit.stream_bench/1"
 MARKS = (1, 10, 100)
+BASELINE = "s2dit, float32 eager"
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -59,7 +62,7 @@ def bench_model(
     the untimed warm-up stream, whose length is reported as ``warmup_s``."""
     device = parts.device
     if compile:
-        parts.model.forward_chunk = torch.compile(parts.model.forward_chunk, dynamic=False)
+        compile_chunk_step(parts)
     tick = time.perf_counter()
     warm = LiveStream(parts, "warm-up", seed=1, dtype=dtype)
     for _ in range(2):
@@ -126,6 +129,9 @@ def run_bench(
         warnings.simplefilter("ignore")  # random weights, on purpose
         parts = load_stream_model(None, vae=vae, preset=preset, size=size, settings=settings, device=device)
     depth = len(parts.model.config.layout)
+    baseline = None
+    if dt != torch.float32 or compile:  # before compiling: compile replaces the model's forward_chunk
+        baseline = bench_model(BASELINE, parts, chunks, torch.float32)
     rows = [bench_model("s2dit", parts, chunks, dt, compile=compile)]
     rows.append(bench_model("all-F", _with_layout(parts, "F" * depth, settings), chunks, dt, compile=compile))
     if full_history:
@@ -137,12 +143,19 @@ def run_bench(
         )
     ours = rows[0]
     ratios = {}
-    for row in rows[1:]:
+    for row in rows[1:]:  # the other layouts, in the same mode
         theirs, mine = row["chunk_latency_s"][str(chunks)], ours["chunk_latency_s"][str(chunks)]
         ratios[row["model"]] = {
             "end_to_end_fps": ours["end_to_end_fps"] / row["end_to_end_fps"],
             "denoise_fps": ours["denoise_fps"] / row["denoise_fps"],
             f"end_to_end_at_chunk_{chunks}": theirs / mine,
+        }
+    if baseline is not None:
+        rows.append(baseline)
+        ratios[BASELINE] = {
+            "end_to_end_fps": ours["end_to_end_fps"] / baseline["end_to_end_fps"],
+            "denoise_fps": ours["denoise_fps"] / baseline["denoise_fps"],
+            "first_chunk": baseline["first_chunk_latency_s"] / ours["first_chunk_latency_s"],
         }
     return {
         "schema": SCHEMA,

@@ -48,6 +48,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+import torch
 
 from s2dit.diffusion.stream_pipeline import LiveStream, StreamModel
 
@@ -186,9 +187,11 @@ class StreamServer(ThreadingHTTPServer):
         port: int = 8000,
         max_streams: int = 2,
         check_prompts: bool = False,
+        dtype: torch.dtype = torch.float32,
     ):
         super().__init__((host, port), Handler)
         self.parts = parts
+        self.dtype = dtype  # what each stream's denoiser computes in (bf16: autocast, bf16 K/V caches)
         self.max_streams = max_streams
         self.check_prompts = check_prompts  # warn when the micro world cannot draw all of a prompt
         self.streams: dict[str, StreamWorker] = {}
@@ -218,7 +221,8 @@ class StreamServer(ThreadingHTTPServer):
             for k in finished[: max(0, len(finished) - KEEP_FINISHED)]:  # stats of recent ones stay
                 del self.streams[k]
             stream_id = secrets.token_hex(8)
-            worker = StreamWorker(stream_id, client, LiveStream(self.parts, prompt, seed), self.parts.fps)
+            live = LiveStream(self.parts, prompt, seed, self.dtype)
+            worker = StreamWorker(stream_id, client, live, self.parts.fps)
             self.streams[stream_id] = worker
         worker.start()
         threading.Thread(target=self._drop_if_unwatched, args=(worker,), daemon=True).start()
@@ -494,12 +498,13 @@ def serve(
     port: int = 8000,
     max_streams: int = 2,
     check_prompts: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> StreamServer:
     """A server bound to ``host:port`` (port 0: any free port); call ``serve_forever()`` to run it.
     ``check_prompts``: say (on stderr and as ``warning`` in the reply) what of a prompt the micro world
-    cannot draw."""
+    cannot draw. ``dtype``: what the streams' denoiser computes in."""
     try:
-        return StreamServer(parts, host, port, max_streams, check_prompts)
+        return StreamServer(parts, host, port, max_streams, check_prompts, dtype)
     except OSError as e:
         from s2dit.errors import S2DitError
 
