@@ -1,6 +1,12 @@
-"""Shared fixtures: small micro worlds made once per test session."""
+"""Shared fixtures: small micro worlds made once per test session.
+
+``precision: auto`` is pinned to float32 on CPUs (``S2DIT_CPU_BF16=0``, unless the environment sets it) so
+that the suite computes the same on every machine, whatever a bf16 matmul measures there; the tests of bf16
+paths ask for bf16 explicitly. The subprocesses the tests start inherit it."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -9,6 +15,8 @@ from s2dit.config import VideoSpec
 from s2dit.data.encode import EncodeConfig, encode_folder
 from s2dit.data.micro.writer import MicroWorldConfig, write_micro_world
 from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder, save_tiny_ae
+
+os.environ.setdefault("S2DIT_CPU_BF16", "0")
 
 
 @pytest.fixture(scope="session")
