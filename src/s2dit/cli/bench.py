@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from s2dit.cli.common import check_device, console, make_table, write_json
+from s2dit.cli.common import check_device, check_dtype, console, make_table, write_json
 from s2dit.errors import S2DitError
 
 app = typer.Typer(
@@ -88,17 +88,14 @@ def bench_train(
     from s2dit.config import parse_size
     from s2dit.eval.bench_train import TEACHER, run_bench
     from s2dit.model.config import PRESETS
-    from s2dit.precision import PRECISIONS, compute_dtype
 
     bad = [p for p in model if p not in (*PRESETS, TEACHER)]
     if bad:
         raise S2DitError(f"unknown model {bad[0]!r} (choose from {', '.join((*PRESETS, TEACHER))})")
     if min(frames, batch, steps) < 1 or warmup < 0:
         raise S2DitError("--frames, --batch and --steps must be at least 1, --warmup at least 0")
-    if dtype not in PRECISIONS:
-        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
     check_device(device)
-    fast = str(compute_dtype(dtype, device)).removeprefix("torch.")
+    fast = str(check_dtype(dtype, device)).removeprefix("torch.")
     modes = [("float32", False)]
     if (fast, compile) != modes[0]:
         modes.append((fast, compile))
@@ -177,16 +174,13 @@ def bench_stream(
     from s2dit.diffusion.streaming import StreamSettings
     from s2dit.eval.bench_stream import BASELINE, run_bench
     from s2dit.model.config import PRESETS
-    from s2dit.precision import PRECISIONS, compute_dtype
 
     if preset not in PRESETS:
         raise S2DitError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     if min(chunks, steps, chunk, window) < 1 or sink < 0:
         raise S2DitError("--chunks, --steps, --chunk and --window must be at least 1, --sink at least 0")
-    if dtype not in PRECISIONS:
-        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
     check_device(device)
-    dtype = str(compute_dtype(dtype, device)).removeprefix("torch.")
+    dtype = str(check_dtype(dtype, device)).removeprefix("torch.")
     settings = StreamSettings(steps=steps, chunk_frames=chunk, window_chunks=window, sink_chunks=sink)
     report = run_bench(
         preset,

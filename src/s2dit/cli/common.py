@@ -56,6 +56,16 @@ def check_device(device: str) -> None:
         raise S2DitError(f"--device {device!r}: choose cpu, or cuda on a machine with a GPU")
 
 
+def check_dtype(dtype: str, device: str):
+    """The torch dtype ``--dtype`` (auto, float32 or bfloat16) computes in on ``device``."""
+    from s2dit.precision import PRECISIONS, compute_dtype
+
+    if dtype not in PRECISIONS:
+        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
+    check_device(device)
+    return compute_dtype(dtype, device)
+
+
 def speaks_micro(checkpoint: Path | None) -> bool:
     """Whether a checkpoint takes micro-world prompts (it reads them with the micro world's text encoder)."""
     if checkpoint is None or not checkpoint.exists():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from s2dit.cli.common import check_device, check_text, console, speaks_micro, warn_unknown_words
+from s2dit.cli.common import check_device, check_dtype, check_text, console, speaks_micro, warn_unknown_words
 from s2dit.errors import ConfigError, S2DitError
 
 
@@ -148,15 +148,13 @@ def stream(
     ),
 ) -> None:
     from s2dit.diffusion.stream_pipeline import compile_chunk_step, stream_to_file
-    from s2dit.precision import PRECISIONS, compute_dtype
     from s2dit.videoio import read_video, write_gif
 
     if len(then) != len(at):
         raise S2DitError(f"{len(then)} --then prompt(s) but {len(at)} --at time(s): give one --at per --then")
     if not 0 < seconds < math.inf or not all(0 <= a < seconds for a in at):  # NaN fails both
         raise S2DitError("--seconds must be positive and finite and every --at within [0, --seconds)")
-    if dtype not in PRECISIONS:
-        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
+    amp = check_dtype(dtype, device)
     check_text([prompt, *then])
     checkpoint = _stream_checkpoint(checkpoint, random_weights)
     warn_unknown_words([prompt, *then], checkpoint)
@@ -165,9 +163,7 @@ def stream(
     )
     if compile:
         compile_chunk_step(parts)
-    done = stream_to_file(
-        parts, prompt, list(zip(at, then, strict=True)), seconds, out, seed, compute_dtype(dtype, device)
-    )
+    done = stream_to_file(parts, prompt, list(zip(at, then, strict=True)), seconds, out, seed, amp)
     frames, fps = read_video(out, max_frames=round(PREVIEW_SECONDS * parts.fps))
     gif = out.with_suffix(".gif")
     write_gif(gif, frames, fps)
@@ -196,18 +192,15 @@ def serve(
     dtype: str = typer.Option("auto", help=DTYPE_HELP),
 ) -> None:
     """Serve a local web page: type a prompt, watch the stream, change the prompt live, stop."""
-    from s2dit.precision import PRECISIONS, compute_dtype
     from s2dit.serve.server import serve as make_server
 
     if not 0 <= port < 65536 or max_streams < 1:
         raise S2DitError("--port must be in [0, 65535] and --max-streams at least 1")
-    if dtype not in PRECISIONS:
-        raise S2DitError(f"--dtype {dtype!r}: choose auto, float32 or bfloat16")
+    amp = check_dtype(dtype, device)
     checkpoint = _stream_checkpoint(checkpoint, random_weights)
     parts = _stream_parts(
         checkpoint, random_weights, preset, size, vae, device, None, window, None, steps, None
     )
-    amp = compute_dtype(dtype, device)
     server = make_server(parts, host, port, max_streams, check_prompts=speaks_micro(checkpoint), dtype=amp)
     console.print(f"s2dit live viewer at {server.url} (Ctrl-C to stop)")
     try:

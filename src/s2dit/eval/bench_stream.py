@@ -10,12 +10,12 @@ then the streaming decode. Reported per model (docs/architecture.md §9):
 * the warm-up's seconds (with ``compile``, the compile time);
 * the stream state's size and peak memory (CUDA: peak allocated; CPU: the process's peak RSS so far).
 
-Models: ``s2dit`` (the preset's layout) and ``all-F`` with the same window and sinks, in the mode asked
-(dtype, compile); ``all-F, full history``, an all-``F`` model whose window holds the whole stream; and, when
-the mode asked is not float32 eager, ``s2dit, float32 eager``, the same model as the baseline the mode's
-ratio is measured against in the same run. Its caches have a fixed size (the whole
-history) from the first chunk, so its cost per chunk does not depend on the position: it is timed on 3
-chunks with the stream position set to the last chunk. JSON schema ``s2dit.stream_bench/1``.
+Models, in the mode asked (dtype, compile): ``s2dit`` (the preset's layout) and ``all-F`` with the same
+window and sinks; ``all-F, full history``, an all-``F`` model whose window holds the whole stream. Its caches
+have a fixed size (the whole history) from the first chunk, so its cost per chunk does not depend on the
+position: it is timed on 3 chunks with the stream position set to the last chunk. When the mode is not
+float32 eager, ``s2dit, float32 eager`` too: the same model, the baseline of the mode's ratio, timed in the
+same run. JSON schema ``s2dit.stream_bench/1``.
 """
 
 from __future__ import annotations
