@@ -43,6 +43,19 @@ def test_defaults_yaml_and_overrides_compose(tmp_path):
     assert cfg.steps == 3 and cfg.video.fps == 8.0 and cfg.video.width == 256
 
 
+def test_exponent_floats_without_a_dot_are_floats(tmp_path):
+    """YAML 1.1 reads ``1e-4`` as a string: a float field still takes it, from a file or ``--set``."""
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  ratio: 3e-4\n")
+    assert load_config(Outer, path).inner.ratio == 3e-4
+    assert load_config(Outer, None, ["inner.ratio=1e-9"]).inner.ratio == 1e-9
+    assert load_config(Outer, None, ["inner.ratio=-2E+3"]).inner.ratio == -2000.0
+    with pytest.raises(ConfigError, match="expected float, got str '1e'"):
+        load_config(Outer, None, ["inner.ratio=1e"])
+    with pytest.raises(ConfigError, match="expected int, got str '1e3'"):
+        load_config(Outer, None, ["inner.width=1e3"])  # int fields stay strict
+
+
 def test_save_and_reload_round_trip(tmp_path):
     cfg = load_config(Outer, None, ["inner.maybe=4", "video.frames=17"])
     save_config(cfg, tmp_path / "resolved.yaml")
@@ -57,6 +70,7 @@ def test_save_and_reload_round_trip(tmp_path):
         (["nothing=3"], "unknown key 'nothing'"),
         (["inner.width=abc"], "inner.width: expected int, got str 'abc'"),
         (["inner.width=1.5"], "inner.width: expected int, got float 1.5"),
+        (["inner.ratio=fast"], "inner.ratio: expected float, got str 'fast'"),
         (["inner.flag=3"], "inner.flag: expected true/false"),
         (["inner.tags=5"], "inner.tags: expected a list"),
         (["steps=true"], "steps: expected int, got bool"),
