@@ -158,6 +158,7 @@ def test_micro_world_values_that_would_crash_later_are_refused(data, message):
         ("micro_vae.yaml", "s2dit.train.vae:AETrainConfig"),
         ("small_wan_vae.yaml", "s2dit.train.vae:AETrainConfig"),
         ("fast_decoder.yaml", "s2dit.train.decoder:DecoderTrainConfig"),
+        ("micro_vae_robust.yaml", "s2dit.train.decoder:DecoderTrainConfig"),
         ("micro_teacher.yaml", "s2dit.train.config:TrainConfig"),
         ("micro_s2dit.yaml", "s2dit.train.config:TrainConfig"),
     ],
