@@ -127,3 +127,22 @@ def test_eval_model_scores_held_out_prompts_like_the_trainer(run, latents, tmp_p
     # The source clips score well on their own prompts (64x48 is small: one may miss); the fixture's VAE is
     # untrained, so its reconstructions score far below them.
     assert truth["pass_rate"] >= 0.5 and truth["mean_accuracy"] > recon["mean_accuracy"] + 0.3
+
+
+@pytest.mark.parametrize("sampler", ["unipc", "stream"])
+def test_eval_model_in_bf16_follows_float32(run, latents, tmp_path, sampler):
+    import torch
+
+    from s2dit.eval.models import compare_models
+
+    found = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        out = tmp_path / str(dtype)
+        kw = dict(holdout=4, prompts=2, steps=2, cfg=3.0, sampler=sampler, ceilings=False, dtype=dtype)
+        (row,) = compare_models([run], latents, out, notice=pytest.fail, **kw)
+        assert row["clips"] == 2
+        found[dtype] = torch.load(out / "latents.pt")
+    f32, bf16 = found[torch.float32], found[torch.bfloat16]
+    # bf16 really computes (the samples change) and stays close to float32 (a matmul's bf16 rounding, 2^-8).
+    assert not torch.equal(f32, bf16)
+    assert (bf16 - f32).abs().max() < 0.1 * f32.abs().max()

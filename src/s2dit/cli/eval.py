@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from s2dit.cli.common import cell, check_device, console, make_table, write_json
+from s2dit.cli.common import cell, check_device, check_dtype, console, make_table, write_json
 
 app = typer.Typer(help="Score generated videos.", no_args_is_help=True)
 
@@ -109,6 +109,11 @@ def eval_model(
     ceilings: bool = typer.Option(
         True, help="Also score the prompts' source clips and their VAE reconstructions (the ceilings)."
     ),
+    dtype: str = typer.Option(
+        "float32",
+        help="float32 (the default: recorded scores do not depend on the machine), bfloat16 or auto "
+        "(bf16 where a bf16 matmul measures >= 1.5x float32): what sampling computes in.",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON."),
 ) -> None:
     """Sample held-out prompts from one or more checkpoints and score them (the training's evaluation),
@@ -117,7 +122,7 @@ def eval_model(
     from s2dit.data.micro.metrics import format_by_count
     from s2dit.eval.models import compare_models
 
-    check_device(device)
+    compute = check_dtype(dtype, device)
     results = compare_models(
         checkpoint,
         latents,
@@ -132,6 +137,7 @@ def eval_model(
         seed=seed,
         device=device,
         ceilings=ceilings,
+        dtype=compute,
         notice=console.print,
     )
     if not results:

@@ -33,12 +33,14 @@ def compare_models(
     seed: int = 0,
     device: str = "cpu",
     ceilings: bool = True,
+    dtype: torch.dtype = torch.float32,
     notice=print,
 ) -> list[dict]:
     """One result row per scored model (then the ceilings): ``checkpoint``, ``steps``, ``cfg`` (as shown),
     the scores of :func:`~s2dit.train.evaluate.evaluate_heldout` (``pass_rate``, ``accuracy``, ...) and
     ``seconds_per_video``. ``steps``/``cfg``/``shift``/``sampler`` left ``None`` take each model's
-    ``pipeline.yaml``; ``frames`` (latent frames per video) the training length. Outputs go to ``out``
+    ``pipeline.yaml``; ``frames`` (latent frames per video) the training length. ``dtype`` bfloat16 samples under bf16
+    autocast (streams with bf16 K/V caches; linear-attention sums stay float32). Outputs go to ``out``
     (one sub-folder per model when there are several); ``notice`` hears about models it could not score."""
     from s2dit.diffusion.pipeline import read_pipeline
     from s2dit.latent.vae import load_vae
@@ -57,6 +59,7 @@ def compare_models(
         raise S2DitError(f"--sampler {sampler!r}: choose from {', '.join(SAMPLERS)}")
     if frames is not None and frames < 1:
         raise S2DitError(f"--frames {frames} must be at least 1")
+    bf16 = dtype == torch.bfloat16
     results = []
     for n, path in enumerate(paths):
         info = read_pipeline(path)
@@ -74,8 +77,19 @@ def compare_models(
             raise S2DitError(f"{path} is not an S2DiT: it cannot stream (use --sampler unipc)")
         vae = load_vae(info.vae) if info.vae else None
         folder = out if len(paths) == 1 else out / f"{n}-{path.name}"
+        amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if bf16 else None
         scores = evaluate_heldout(
-            model, data, e, vae, folder, info.fps, torch.device(device), stream=info.stream, frames=frames
+            model,
+            data,
+            e,
+            vae,
+            folder,
+            info.fps,
+            torch.device(device),
+            amp=amp,
+            stream=info.stream,
+            frames=frames,
+            cache_dtype=torch.bfloat16 if bf16 else None,
         )
         if scores is None:
             notice(f"{path}: latents written to {folder} (no VAE, or no micro-world prompts)")

@@ -20,27 +20,39 @@ from s2dit.errors import S2DitError
 
 @torch.no_grad()
 def stream_latents(
-    model, cond: Condition, shape: tuple[int, ...], settings, seeds: list[int]
+    model, cond: Condition, shape: tuple[int, ...], settings, seeds: list[int], cache_dtype=None
 ) -> torch.Tensor:
     """``[B, *shape]`` latents streamed chunk by chunk (``s2dit stream``'s sampler, no CFG); stream ``i``
-    is seeded by ``seeds[i]``. ``shape = (C, T, H, W)`` with ``T`` a whole number of chunks."""
+    is seeded by ``seeds[i]``. ``shape = (C, T, H, W)`` with ``T`` a whole number of chunks;
+    ``cache_dtype``: the K/V caches' dtype (default: the weights')."""
     from s2dit.diffusion.streaming import StreamSampler
 
     C, T, H, W = shape
     if T % settings.chunk_frames:
         raise S2DitError(f"{T} latent frames are not whole chunks of {settings.chunk_frames}")
-    sampler = StreamSampler(model, cond, (H, W), settings, seed=seeds, channels=C)
+    sampler = StreamSampler(model, cond, (H, W), settings, seed=seeds, channels=C, cache_dtype=cache_dtype)
     return sampler.take(T // settings.chunk_frames)
 
 
 @torch.no_grad()
 def evaluate_heldout(
-    model, data, e, vae, folder: Path, fps: float, device, amp=None, stream=None, frames: int | None = None
+    model,
+    data,
+    e,
+    vae,
+    folder: Path,
+    fps: float,
+    device,
+    amp=None,
+    stream=None,
+    frames: int | None = None,
+    cache_dtype=None,
 ) -> dict | None:
     """Sample the first ``e.prompts`` held-out prompts of ``data`` (a ``LatentBatches``) with CFG against
     the empty prompt (or, with ``e.sampler == "stream"``, streamed with the ``stream`` settings), save the
     latents, decode with ``vae`` (if any) and write videos, a contact sheet and scores into ``folder``.
-    ``e`` is an ``EvalConfig``; ``frames``: latent frames per clip (default: the data's). Returns the micro
+    ``e`` is an ``EvalConfig``; ``frames``: latent frames per clip (default: the data's); ``amp``: the
+    sampling's autocast context; ``cache_dtype``: a stream's K/V cache dtype. Returns the micro
     scores (``pass_rate``, ``accuracy``, ``mean_accuracy``, ``clips``) with ``seconds_per_video``
     (sampling only, no decode), or None."""
     import time
@@ -60,7 +72,7 @@ def evaluate_heldout(
         if e.sampler == "stream":
             if stream is None:
                 raise S2DitError("streamed evaluation needs the model's stream settings")
-            latents = stream_latents(model, cond, tuple(shape), stream, seeds)
+            latents = stream_latents(model, cond, tuple(shape), stream, seeds, cache_dtype)
         else:
             latents = generate_latents(
                 model,
