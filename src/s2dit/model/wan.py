@@ -27,7 +27,10 @@ from s2dit.model.layers import RMSNorm
 @dataclasses.dataclass
 class WanConfig:
     """A ``WanTransformer3DModel`` architecture (Wan2.1-1.3B: layers 30, heads 12, head_dim 128,
-    ffn_dim 8960, text_dim 4096)."""
+    ffn_dim 8960, text_dim 4096). ``zero_init`` starts a model trained from scratch with the output
+    projection of every residual branch (self-attention, cross-attention, FFN) and of the final layer at
+    zero, so each block begins as the identity and the velocity as zero (DiT's adaLN-Zero idea; diffusers'
+    own initialisation draws them at random). It changes the starting weights only, not the architecture."""
 
     layers: int = 8
     heads: int = 4
@@ -36,6 +39,7 @@ class WanConfig:
     text_dim: int = 384
     in_channels: int = 16
     freq_dim: int = 256
+    zero_init: bool = False
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "head_dim", "ffn_dim", "text_dim", "in_channels"):
@@ -49,6 +53,15 @@ class WanConfig:
         return self.heads * self.head_dim
 
 
+def zero_init_layers(transformer: nn.Module) -> list[nn.Linear]:
+    """The layers ``WanConfig.zero_init`` zeroes: each block's self- and cross-attention output
+    projections and FFN output, and the final projection to the latent patches."""
+    layers = []
+    for block in transformer.blocks:
+        layers += [block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[-1]]
+    return [*layers, transformer.proj_out]
+
+
 class WanDenoiser(nn.Module):
     """See the module docstring."""
 
@@ -60,18 +73,22 @@ class WanDenoiser(nn.Module):
     def from_config(cls, config: WanConfig) -> WanDenoiser:
         from diffusers import WanTransformer3DModel
 
-        return cls(
-            WanTransformer3DModel(
-                num_attention_heads=config.heads,
-                attention_head_dim=config.head_dim,
-                in_channels=config.in_channels,
-                out_channels=config.in_channels,
-                text_dim=config.text_dim,
-                freq_dim=config.freq_dim,
-                ffn_dim=config.ffn_dim,
-                num_layers=config.layers,
-            )
+        transformer = WanTransformer3DModel(
+            num_attention_heads=config.heads,
+            attention_head_dim=config.head_dim,
+            in_channels=config.in_channels,
+            out_channels=config.in_channels,
+            text_dim=config.text_dim,
+            freq_dim=config.freq_dim,
+            ffn_dim=config.ffn_dim,
+            num_layers=config.layers,
         )
+        if config.zero_init:
+            with torch.no_grad():
+                for layer in zero_init_layers(transformer):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+        return cls(transformer)
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike, dtype: torch.dtype | None = None) -> WanDenoiser:
