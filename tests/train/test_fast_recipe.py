@@ -118,3 +118,26 @@ def test_a_compiled_step_trains_like_the_eager_one(latents, tmp_path):
     compiled = dataclasses.replace(eager, out=str(tmp_path / "compiled"), compile=True)
     train(compiled, progress=False)
     assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)
+
+
+def test_compile_auto_compiles_exactly_the_bf16_runs(monkeypatch):
+    monkeypatch.setenv("S2DIT_CPU_BF16", "1")
+    assert precision.compiles("auto", "auto", "cpu") and not precision.compiles("auto", "float32", "cpu")
+    monkeypatch.setenv("S2DIT_CPU_BF16", "0")
+    assert not precision.compiles("auto", "auto", "cpu") and precision.compiles("auto", "bfloat16", "cpu")
+    assert precision.compiles(True, "float32", "cpu") and not precision.compiles(False, "bfloat16", "cpu")
+
+
+@pytest.mark.parametrize("bf16", ["0", "1"])
+def test_the_trainer_compiles_where_compile_auto_says(latents, tmp_path, monkeypatch, bf16):
+    from s2dit.config import from_dict
+    from s2dit.train.config import TrainConfig
+
+    assert from_dict(TrainConfig, {"compile": "auto"}).compile == "auto"
+    with pytest.raises(ConfigError, match="compile"):
+        from_dict(TrainConfig, {"compile": "sometimes"})
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(self))
+    monkeypatch.setenv("S2DIT_CPU_BF16", bf16)
+    train(tiny_config(latents, tmp_path / "run", steps=1, compile="auto"), progress=False)
+    assert len(compiled) == int(bf16)

@@ -117,7 +117,7 @@ class Trainer(TrainingLoop):
             model.enable_activation_checkpointing()
         # A method that calls the model outside forward (self-forcing rollouts) averages gradients itself.
         self.averages_gradients = getattr(self.method, "wraps_model", True)
-        if cfg.compile:
+        if precision.compiles(cfg.compile, cfg.precision, self.world.device):
             # In place: the module (and its state-dict names) stay as they are; inductor fuses the
             # elementwise work of the forward and backward passes.
             model.compile()
