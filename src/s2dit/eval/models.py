@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from s2dit.errors import S2DitError
+from s2dit.precision import autocast
 
 SAMPLERS = ("euler", "unipc", "stream")
 
@@ -78,7 +79,7 @@ def compare_models(
             raise S2DitError(f"{path} is not an S2DiT: it cannot stream (use --sampler unipc)")
         vae = load_vae(info.vae) if info.vae else None
         folder = out if len(paths) == 1 else out / f"{n}-{path.name}"
-        amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if bf16 else None
+        amp = autocast("bfloat16" if bf16 else "float32", device)
         scores = evaluate_heldout(
             model,
             data,
