@@ -25,7 +25,7 @@ from s2dit.errors import ConfigError, S2DitError
 from s2dit.files import load_safetensors, read_yaml
 from s2dit.model.config import ModelConfig, preset
 from s2dit.model.transformer import S2DiT
-from s2dit.model.wan import WanConfig, WanDenoiser, WanTwoExperts
+from s2dit.model.wan import WanConfig, WanDenoiser, WanTwoExperts, widen_patch_embedding
 
 KINDS = ("s2dit", "wan")
 
@@ -81,7 +81,9 @@ def resolve_spec(spec: DenoiserSpec) -> DenoiserSpec:
 def same_architecture(model: nn.Module) -> nn.Module:
     """A new, plain (unwrapped, unsharded) denoiser with ``model``'s architecture, on the CPU."""
     if isinstance(model, WanDenoiser):
-        return WanDenoiser(type(model.transformer).from_config(model.transformer.config))
+        transformer = type(model.transformer).from_config(model.transformer.config)
+        widen_patch_embedding(transformer, model.transformer.patch_embedding.kernel_size[-1])
+        return WanDenoiser(transformer)
     return S2DiT(model.config)
 
 

@@ -40,11 +40,14 @@ class WanConfig:
     in_channels: int = 16
     freq_dim: int = 256
     zero_init: bool = False
+    patch_kernel: int = 2
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "head_dim", "ffn_dim", "text_dim", "in_channels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"wan.{name}: must be at least 1")
+        if self.patch_kernel < 2 or self.patch_kernel % 2:
+            raise ConfigError(f"wan.patch_kernel: {self.patch_kernel} must be even and >= 2 (2 is Wan's)")
         if self.head_dim % 2 or self.head_dim < 6:
             raise ConfigError(f"wan.head_dim: {self.head_dim} must be even and >= 6 (3D RoPE)")
 
@@ -60,6 +63,23 @@ def zero_init_layers(transformer: nn.Module) -> list[nn.Linear]:
     for block in transformer.blocks:
         layers += [block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[-1]]
     return [*layers, transformer.proj_out]
+
+
+def widen_patch_embedding(transformer: nn.Module, kernel: int) -> None:
+    """Give the patch embedding a ``kernel × kernel`` spatial window at Wan's stride of 2 (padding
+    ``(kernel - 2) / 2``, so the token grid is unchanged); 2 is Wan's own, non-overlapping patches.
+    A wider window lets each token see its neighbours' latents, the local filter a small teacher
+    needs to find an object's extent in noisy latents (docs/architecture.md §7). The kernel is read
+    back from the weights' shape when a folder loads."""
+    old = transformer.patch_embedding
+    if kernel == old.kernel_size[-1]:
+        return
+    if old.kernel_size[-1] != 2 or old.stride[1:] != (2, 2) or old.kernel_size[0] != 1:
+        raise S2DitError(f"a wider patch embedding needs Wan's (1, 2, 2) patches, not {old.kernel_size}")
+    pad = (kernel - 2) // 2
+    transformer.patch_embedding = nn.Conv3d(
+        old.in_channels, old.out_channels, (1, kernel, kernel), stride=(1, 2, 2), padding=(0, pad, pad)
+    )
 
 
 class WanDenoiser(nn.Module):
@@ -83,6 +103,7 @@ class WanDenoiser(nn.Module):
             ffn_dim=config.ffn_dim,
             num_layers=config.layers,
         )
+        widen_patch_embedding(transformer, config.patch_kernel)
         if config.zero_init:
             with torch.no_grad():
                 for layer in zero_init_layers(transformer):
@@ -125,6 +146,9 @@ class WanDenoiser(nn.Module):
         state = {}
         for f in files:
             state.update(load_safetensors(path / f))
+        kernel = state.get("patch_embedding.weight")
+        if kernel is not None and kernel.ndim == 5:
+            widen_patch_embedding(model, kernel.shape[-1])
         try:
             model.load_state_dict(state)
         except RuntimeError as e:

@@ -1,0 +1,69 @@
+"""``WanConfig.patch_kernel``: the patch embedding sees a wider window of latents at Wan's stride, the
+token grid is unchanged, and a saved folder loads back with the same window."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from s2dit.errors import ConfigError
+from s2dit.model.wan import WanConfig, WanDenoiser
+
+TINY = WanConfig(layers=1, heads=2, head_dim=12, ffn_dim=32, text_dim=16, freq_dim=32)
+
+
+def tokens_changed(model: WanDenoiser, row: int, col: int) -> set[tuple[int, int]]:
+    """Tokens (on the 2x2 grid) whose patch embedding moves when one latent pixel changes."""
+    x = torch.zeros(1, 16, 1, 8, 8)
+    y = x.clone()
+    y[0, :, 0, row, col] = 1.0
+    with torch.no_grad():
+        delta = model.transformer.patch_embedding(y) - model.transformer.patch_embedding(x)
+    return {(i, j) for i, j in (delta[0, :, 0].abs().sum(0) > 0).nonzero().tolist()}
+
+
+NEIGHBOURS = {(i, j) for i in (1, 2, 3) for j in (1, 2, 3)}
+
+
+@pytest.mark.parametrize(("kernel", "expected"), [(2, {(2, 2)}), (6, NEIGHBOURS)])
+def test_a_latent_pixel_reaches_the_tokens_whose_window_covers_it(kernel, expected):
+    torch.manual_seed(0)
+    model = WanDenoiser.from_config(dataclasses.replace(TINY, patch_kernel=kernel))
+    assert tokens_changed(model, 4, 4) == expected
+
+
+def test_the_token_grid_and_the_output_shape_stay_wans(tmp_path):
+    torch.manual_seed(0)
+    model = WanDenoiser.from_config(dataclasses.replace(TINY, patch_kernel=6))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 16, 3, 6, 8, generator=g)
+    t, text = torch.full((2, 3), 500.0), torch.randn(2, 5, 16, generator=g)
+    with torch.no_grad():
+        v = model(x, t, text)
+    assert v.shape == x.shape
+    model.save(tmp_path / "teacher")
+    loaded = WanDenoiser.from_folder(tmp_path / "teacher")
+    assert loaded.transformer.patch_embedding.kernel_size == (1, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, text), v)
+
+
+@pytest.mark.parametrize("kernel", [0, 3, 5])
+def test_an_odd_or_too_small_kernel_is_a_config_error(kernel):
+    with pytest.raises(ConfigError, match="patch_kernel"):
+        WanConfig(patch_kernel=kernel)
+
+
+def test_ema_weights_save_in_the_wider_architecture(tmp_path):
+    """The trainer exports EMA weights through ``save_denoiser(model, folder, state_dict)``."""
+    from s2dit.model.denoiser import save_denoiser
+
+    torch.manual_seed(0)
+    model = WanDenoiser.from_config(dataclasses.replace(TINY, patch_kernel=4))
+    state = {k: v + 1.0 for k, v in model.state_dict().items()}
+    save_denoiser(model, tmp_path / "model", state)
+    loaded = WanDenoiser.from_folder(tmp_path / "model")
+    key = "transformer.patch_embedding.weight"
+    assert torch.equal(loaded.state_dict()[key], state[key])
