@@ -67,3 +67,18 @@ def test_ema_weights_save_in_the_wider_architecture(tmp_path):
     loaded = WanDenoiser.from_folder(tmp_path / "model")
     key = "transformer.patch_embedding.weight"
     assert torch.equal(loaded.state_dict()[key], state[key])
+
+
+def test_weights_with_an_odd_window_are_refused_in_one_line(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from s2dit.errors import S2DitError
+
+    model = WanDenoiser.from_config(TINY)
+    model.save(tmp_path / "teacher")
+    weights = tmp_path / "teacher" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state["patch_embedding.weight"] = torch.zeros(*state["patch_embedding.weight"].shape[:3], 3, 3)
+    save_file(state, weights)
+    with pytest.raises(S2DitError, match="must be even"):
+        WanDenoiser.from_folder(tmp_path / "teacher")

@@ -74,6 +74,8 @@ def widen_patch_embedding(transformer: nn.Module, kernel: int) -> None:
     old = transformer.patch_embedding
     if kernel == old.kernel_size[-1]:
         return
+    if kernel < 2 or kernel % 2:
+        raise S2DitError(f"a patch embedding window of {kernel}: must be even and >= 2")
     if old.kernel_size[-1] != 2 or old.stride[1:] != (2, 2) or old.kernel_size[0] != 1:
         raise S2DitError(f"a wider patch embedding needs Wan's (1, 2, 2) patches, not {old.kernel_size}")
     pad = (kernel - 2) // 2
