@@ -13,6 +13,7 @@ from s2dit.errors import ConfigError
 from s2dit.model.denoiser import DenoiserSpec, build_denoiser, save_denoiser
 from s2dit.train.config import OptimConfig
 from s2dit.train.log import read_log
+from s2dit.train.methods import FlowMatching
 from s2dit.train.trainer import Trainer, train
 
 
@@ -33,15 +34,17 @@ def kd_config(latents, cache, out, **kw):
 
 
 class Spy(torch.nn.Module):
-    """A denoiser that records its inputs and predicts a zero velocity."""
+    """A denoiser that records its inputs and predicts ``scale·x`` (by default a zero velocity)."""
 
-    def __init__(self):
+    def __init__(self, scale: float = 0.0):
         super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.w = torch.nn.Parameter(torch.tensor(scale))
         self.calls = []
+        self.masks = []
 
     def forward(self, x, t, text, mask=None, chunk_frames=None):
         self.calls.append((x.clone(), t.clone(), chunk_frames))
+        self.masks.append(mask)
         return x * self.w
 
 
@@ -64,6 +67,40 @@ def test_kd_targets_are_the_teachers_euler_velocity_and_final_latents(latents, c
     x, t, chunk = spy.calls[0]
     assert chunk is None and torch.equal(x[:3], states[:, 0])
     assert torch.allclose(t[:3], sigmas[:, :1].expand(-1, 3) * 1000)
+
+
+def test_kd_loss_weighs_velocity_matching_and_flow_matching_on_the_final_latents(cache, tmp_path):
+    timesteps = tiny_config(tmp_path, tmp_path / "x").timesteps
+    method = CachedKD(str(cache), 32, timesteps, seed=0, velocity_weight=0.5, flow_weight=2.0)
+    # each sample's draws follow its position in the data, not its place in the batch
+    batch = method.data.batch([5, 2, 7])
+    states, sigmas = batch["states"], batch["sigmas"]
+    spy = Spy(scale=1.0)  # predicts its input: every error term keeps its sign
+    loss, logged = method.loss(spy, batch, None, torch.device("cpu"))
+    x, t, _ = spy.calls[0]
+    # velocity matching at the cached state: dx/dσ along the teacher's trajectory
+    target = (states[:, 1] - states[:, 0]) / (sigmas[:, 1] - sigmas[:, 0])[:, None, None, None, None]
+    velocity = (states[:, 0] - target).square().mean().item()
+    # flow matching: what the trainer's own flow matching makes of the final latents at the same positions
+    reference = Spy(scale=1.0)
+    final = {"latents": states[:, 2], "text": batch["text"], "mask": batch["mask"], "positions": [5, 2, 7]}
+    flow = FlowMatching(timesteps, cfg_dropout=0.0, seed=0).loss(reference, final, None, torch.device("cpu"))
+    flow = flow[0].item()
+    fm_x, fm_t, _ = reference.calls[0]
+    assert torch.equal(x[3:], fm_x) and torch.equal(t[3:], fm_t)
+    assert logged["velocity_loss"] == pytest.approx(velocity, rel=1e-5)
+    assert logged["flow_loss"] == pytest.approx(flow, rel=1e-5)
+    assert loss.item() == pytest.approx(0.5 * velocity + 2.0 * flow, rel=1e-5)
+    # both halves see the prompts' padding masked
+    assert torch.equal(spy.masks[0], torch.cat([batch["mask"], batch["mask"]]))
+
+
+def test_kd_trains_on_every_step_of_the_cached_trajectory(cache, tmp_path):
+    method = CachedKD(str(cache), 32, tiny_config(tmp_path, tmp_path / "x").timesteps, seed=0)
+    sigmas = method.data.sigmas
+    picked = [method.levels(p, sigmas) for p in range(200)]
+    assert {j for j, _, _ in picked} == set(range(len(sigmas) - 1))  # the last step too
+    assert all(after == j + 1 and final == len(sigmas) - 1 for j, after, final in picked)
 
 
 def test_kd_loss_decreases(latents, cache, tmp_path):

@@ -191,6 +191,47 @@ def test_supernet_scores_rank_the_lower_loss_kind_higher_and_the_search_picks_it
     assert layout[0] == "L" and layout[1] == "S" and layout[3] == "L"
 
 
+class HeldOut:
+    """Six clips with padded prompts; remembers which clips the scoring asks for and the batch it gets."""
+
+    def __init__(self, holdout: list[int], train_size: int):
+        g = torch.Generator().manual_seed(0)
+        self.holdout, self.train_size, self.asked = holdout, train_size, []
+        self.latents = torch.randn(6, 16, 2, 12, 20, generator=g)
+        self.text = torch.randn(6, 3, 12, generator=g)
+        self.mask = torch.tensor([[True, True, False]] * 6)
+
+    def clips(self, held):
+        self.asked.append(list(held))
+        self.batch = {"latents": self.latents[held], "text": self.text[held], "mask": self.mask[held]}
+        return self.batch
+
+
+def test_supernet_scores_each_kind_by_its_flow_matching_loss_on_the_held_out_clips():
+    from s2dit.search.supernet import score_positions
+    from s2dit.train.methods import FlowMatching
+
+    cfg = SupernetConfig(
+        latents="x", depth=1, kinds="LS", width=32, heads=2, ffn_dim=64, text_dim=12, eval_clips=2
+    )
+    torch.manual_seed(0)
+    net = Supernet(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    method = FlowMatching(cfg.timesteps, cfg_dropout=0.0, seed=0)
+    data = HeldOut(holdout=[4, 1, 3], train_size=3)
+    scores, losses = score_positions(net, cfg, data, method, None, "cpu", progress=False)
+    assert data.asked == [[4, 1]]  # the first eval_clips held-out clips
+    for k in "LS":  # depth 1: the layout is the kind; the reference is the training's own loss on those clips
+        expected, _ = method.loss(net.select(k), data.batch, None, torch.device("cpu"))
+        assert losses[0][k] == pytest.approx(expected.item(), rel=1e-6)
+    assert scores[0]["L"] == pytest.approx((losses[0]["S"] - losses[0]["L"]) / 2)
+    empty = HeldOut(holdout=[], train_size=1)  # nothing held out: the training clips, as many as there are
+    score_positions(net, cfg, empty, method, None, "cpu", progress=False)
+    assert empty.asked == [[0]]
+
+
 def test_supernet_training_resumes_and_refuses_other_settings(latents, tmp_path):
     from s2dit.search.supernet import train_supernet
 
