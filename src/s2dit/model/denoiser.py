@@ -25,7 +25,13 @@ from s2dit.errors import ConfigError, S2DitError
 from s2dit.files import load_safetensors, read_yaml
 from s2dit.model.config import ModelConfig, preset
 from s2dit.model.transformer import S2DiT
-from s2dit.model.wan import WanConfig, WanDenoiser, WanTwoExperts, widen_patch_embedding
+from s2dit.model.wan import (
+    WanConfig,
+    WanDenoiser,
+    WanTwoExperts,
+    grow_patch_embedding,
+    widen_patch_embedding,
+)
 
 KINDS = ("s2dit", "wan")
 
@@ -48,9 +54,17 @@ class DenoiserSpec:
 
 def build_denoiser(spec: DenoiserSpec) -> nn.Module:
     if spec.kind == "wan":
-        if spec.init:
-            return load_denoiser(spec.init)
-        return WanDenoiser.from_config(spec.wan)
+        if not spec.init:
+            return WanDenoiser.from_config(spec.wan)
+        # A Wan init keeps its saved architecture; only a wider patch window in the config grows it.
+        model = load_denoiser(spec.init)
+        grown = isinstance(model, WanDenoiser) and grow_patch_embedding(
+            model.transformer, spec.wan.patch_kernel, spec.wan.patch_frames
+        )
+        if grown and int(os.environ.get("RANK", "0")) == 0:
+            window = "x".join(map(str, model.transformer.patch_embedding.kernel_size))
+            print(f"initialised from {spec.init}: patch window grown to {window}", file=sys.stderr)
+        return model
     model = S2DiT(spec.s2dit)
     if spec.init:
         from s2dit.model.init import init_from_full_attention
@@ -82,7 +96,8 @@ def same_architecture(model: nn.Module) -> nn.Module:
     """A new, plain (unwrapped, unsharded) denoiser with ``model``'s architecture, on the CPU."""
     if isinstance(model, WanDenoiser):
         transformer = type(model.transformer).from_config(model.transformer.config)
-        widen_patch_embedding(transformer, model.transformer.patch_embedding.kernel_size[-1])
+        frames, _, kernel = model.transformer.patch_embedding.kernel_size
+        widen_patch_embedding(transformer, kernel, frames)
         return WanDenoiser(transformer)
     return S2DiT(model.config)
 

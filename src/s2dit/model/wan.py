@@ -41,6 +41,7 @@ class WanConfig:
     freq_dim: int = 256
     zero_init: bool = False
     patch_kernel: int = 2
+    patch_frames: int = 1
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "head_dim", "ffn_dim", "text_dim", "in_channels"):
@@ -48,6 +49,8 @@ class WanConfig:
                 raise ConfigError(f"wan.{name}: must be at least 1")
         if self.patch_kernel < 2 or self.patch_kernel % 2:
             raise ConfigError(f"wan.patch_kernel: {self.patch_kernel} must be even and >= 2 (2 is Wan's)")
+        if self.patch_frames < 1 or self.patch_frames % 2 == 0:
+            raise ConfigError(f"wan.patch_frames: {self.patch_frames} must be odd and >= 1 (1 is Wan's)")
         if self.head_dim % 2 or self.head_dim < 6:
             raise ConfigError(f"wan.head_dim: {self.head_dim} must be even and >= 6 (3D RoPE)")
 
@@ -65,23 +68,61 @@ def zero_init_layers(transformer: nn.Module) -> list[nn.Linear]:
     return [*layers, transformer.proj_out]
 
 
-def widen_patch_embedding(transformer: nn.Module, kernel: int) -> None:
-    """Give the patch embedding a ``kernel × kernel`` spatial window at Wan's stride of 2 (padding
-    ``(kernel - 2) / 2``, so the token grid is unchanged); 2 is Wan's own, non-overlapping patches.
-    A wider window lets each token see its neighbours' latents, the local filter a small teacher
-    needs to find an object's extent in noisy latents (docs/architecture.md §7). The kernel is read
-    back from the weights' shape when a folder loads."""
-    old = transformer.patch_embedding
-    if kernel == old.kernel_size[-1]:
-        return
+def _check_window(kernel: int, frames: int) -> None:
     if kernel < 2 or kernel % 2:
         raise S2DitError(f"a patch embedding window of {kernel}: must be even and >= 2")
-    if old.kernel_size[-1] != 2 or old.stride[1:] != (2, 2) or old.kernel_size[0] != 1:
-        raise S2DitError(f"a wider patch embedding needs Wan's (1, 2, 2) patches, not {old.kernel_size}")
+    if frames < 1 or frames % 2 == 0:
+        raise S2DitError(f"a patch embedding window of {frames} frames: must be odd and >= 1")
+
+
+def _window_conv(old: nn.Conv3d, kernel: int, frames: int) -> nn.Conv3d:
+    """A Conv3d with ``old``'s channels at Wan's stride (1, 2, 2), padded so the token grid stays."""
     pad = (kernel - 2) // 2
-    transformer.patch_embedding = nn.Conv3d(
-        old.in_channels, old.out_channels, (1, kernel, kernel), stride=(1, 2, 2), padding=(0, pad, pad)
+    return nn.Conv3d(
+        old.in_channels,
+        old.out_channels,
+        (frames, kernel, kernel),
+        stride=(1, 2, 2),
+        padding=((frames - 1) // 2, pad, pad),
     )
+
+
+def widen_patch_embedding(transformer: nn.Module, kernel: int, frames: int = 1) -> None:
+    """Give the patch embedding a ``frames × kernel × kernel`` window at Wan's stride of (1, 2, 2)
+    (padding ``(frames - 1) / 2`` in time and ``(kernel - 2) / 2`` in space, so the token grid is
+    unchanged), freshly initialised; ``(1, 2)`` is Wan's own, non-overlapping patches. A wider spatial
+    window lets each token see its neighbours' latents, the local filter a small teacher needs to find an
+    object's extent in noisy latents; a temporal window lets it see the same place in the neighbouring
+    latent frames, where motion shows (docs/architecture.md §7). The window is read back from the
+    weights' shape when a folder loads."""
+    old = transformer.patch_embedding
+    if old.kernel_size == (frames, kernel, kernel):
+        return
+    _check_window(kernel, frames)
+    if old.kernel_size != (1, 2, 2) or old.stride != (1, 2, 2):
+        raise S2DitError(f"a wider patch embedding needs Wan's (1, 2, 2) patches, not {old.kernel_size}")
+    transformer.patch_embedding = _window_conv(old, kernel, frames)
+
+
+def grow_patch_embedding(transformer: nn.Module, kernel: int, frames: int) -> bool:
+    """Widen a trained patch embedding to at least ``frames × kernel × kernel`` without changing what it
+    computes: the trained window sits at the centre of the new one and every new tap starts at zero, so
+    training goes on from the same function (``model.init`` of a teacher with a wider window). A window
+    that is already as wide is kept. Returns whether the embedding grew."""
+    old = transformer.patch_embedding
+    t0, k0 = old.kernel_size[0], old.kernel_size[-1]
+    frames, kernel = max(frames, t0), max(kernel, k0)
+    if (frames, kernel) == (t0, k0):
+        return False
+    _check_window(kernel, frames)
+    new = _window_conv(old, kernel, frames)
+    dt, dk = (frames - t0) // 2, (kernel - k0) // 2
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :, dt : dt + t0, dk : dk + k0, dk : dk + k0] = old.weight
+        new.bias.copy_(old.bias)
+    transformer.patch_embedding = new.to(old.weight.dtype)
+    return True
 
 
 class WanDenoiser(nn.Module):
@@ -105,7 +146,7 @@ class WanDenoiser(nn.Module):
             ffn_dim=config.ffn_dim,
             num_layers=config.layers,
         )
-        widen_patch_embedding(transformer, config.patch_kernel)
+        widen_patch_embedding(transformer, config.patch_kernel, config.patch_frames)
         if config.zero_init:
             with torch.no_grad():
                 for layer in zero_init_layers(transformer):
@@ -150,7 +191,7 @@ class WanDenoiser(nn.Module):
             state.update(load_safetensors(path / f))
         kernel = state.get("patch_embedding.weight")
         if kernel is not None and kernel.ndim == 5:
-            widen_patch_embedding(model, kernel.shape[-1])
+            widen_patch_embedding(model, kernel.shape[-1], kernel.shape[2])
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
