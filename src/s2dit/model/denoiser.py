@@ -29,6 +29,7 @@ from s2dit.model.wan import (
     WanConfig,
     WanDenoiser,
     WanTwoExperts,
+    grow_depth,
     grow_patch_embedding,
     widen_patch_embedding,
 )
@@ -56,14 +57,21 @@ def build_denoiser(spec: DenoiserSpec) -> nn.Module:
     if spec.kind == "wan":
         if not spec.init:
             return WanDenoiser.from_config(spec.wan)
-        # A Wan init keeps its saved architecture; only a wider patch window in the config grows it.
+        # A Wan init keeps its saved architecture; only a wider patch window or more layers in the config
+        # grow it, function-preservingly.
         model = load_denoiser(spec.init)
-        grown = isinstance(model, WanDenoiser) and grow_patch_embedding(
-            model.transformer, spec.wan.patch_kernel, spec.wan.patch_frames
-        )
+        if not isinstance(model, WanDenoiser):
+            return model
+        grown = []
+        if grow_patch_embedding(model.transformer, spec.wan.patch_kernel, spec.wan.patch_frames):
+            grown.append(
+                "patch window grown to " + "x".join(map(str, model.transformer.patch_embedding.kernel_size))
+            )
+        added = grow_depth(model.transformer, spec.wan.layers)
+        if added:
+            grown.append(f"{added} zero-output blocks appended ({len(model.transformer.blocks)} layers)")
         if grown and int(os.environ.get("RANK", "0")) == 0:
-            window = "x".join(map(str, model.transformer.patch_embedding.kernel_size))
-            print(f"initialised from {spec.init}: patch window grown to {window}", file=sys.stderr)
+            print(f"initialised from {spec.init}: {'; '.join(grown)}", file=sys.stderr)
         return model
     model = S2DiT(spec.s2dit)
     if spec.init:

@@ -125,6 +125,27 @@ def grow_patch_embedding(transformer: nn.Module, kernel: int, frames: int) -> bo
     return True
 
 
+def grow_depth(transformer: nn.Module, layers: int) -> int:
+    """Deepen a trained transformer to at least ``layers`` blocks without changing what it computes: the
+    new blocks go after the trained ones, freshly initialised except their residual outputs (self- and
+    cross-attention output projections and FFN output), which start at zero, so each new block begins as
+    the identity (``model.init`` of a deeper teacher). A model already as deep is kept. Returns the number
+    of blocks added."""
+    added = layers - len(transformer.blocks)
+    if added <= 0:
+        return 0
+    fresh = type(transformer).from_config({**transformer.config, "num_layers": added})
+    new_blocks = RMSNorm.adopt(fresh.blocks)
+    with torch.no_grad():
+        for block in new_blocks:
+            for layer in (block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[-1]):
+                layer.weight.zero_()
+                layer.bias.zero_()
+    transformer.blocks.extend(new_blocks.to(transformer.proj_out.weight.dtype))
+    transformer.register_to_config(num_layers=len(transformer.blocks))
+    return added
+
+
 class WanDenoiser(nn.Module):
     """See the module docstring."""
 
