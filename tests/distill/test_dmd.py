@@ -175,6 +175,28 @@ def test_critic_and_generator_updates_leave_each_other_alone(latents, teacher, t
     assert all(torch.equal(v, teacher_before[k]) for k, v in method.teacher.state_dict().items())
 
 
+def test_the_critic_learns_the_flow_matching_velocity_of_the_rollout(latents, teacher, tmp_path):
+    """The fake score is trained towards ``noise - x`` on the re-noised rollout: the step's loss is that MSE
+    from the critic before the step, and the step lowers it (a critic taught ``x - noise`` would not)."""
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    batch = trainer.train_data.batch([0, 1])
+    cond = Condition(batch["text"], batch["mask"])
+    x = torch.randn(batch["latents"].shape, generator=torch.Generator().manual_seed(3))
+    positions = batch["positions"]
+
+    def mse() -> float:
+        x_t, noise, _, t = method.noisy(x, positions, salt=3)
+        with torch.no_grad():
+            v = method.critic(x_t, t, cond.text, cond.mask).float()
+        return float((v - (noise - x)).square().mean())
+
+    before = mse()
+    assert method.critic_step(x, cond, positions) == pytest.approx(before, rel=1e-5)
+    for _ in range(3):
+        method.critic_step(x, cond, positions)
+    assert mse() < before
+
+
 def test_no_gradient_when_the_critic_is_the_real_score(latents, teacher, tmp_path):
     """With the critic equal to the guidance-free teacher, fake == real: DMD has nothing to correct."""
     trainer, method = make_dmd(latents, teacher, tmp_path)
