@@ -197,6 +197,38 @@ def test_the_critic_learns_the_flow_matching_velocity_of_the_rollout(latents, te
     assert mse() < before
 
 
+def test_the_noise_levels_are_uniform_in_the_range_then_shifted(latents, teacher, tmp_path):
+    """``σ = shift(lo + (hi - lo)·u)``: inverting the shift gives back uniform draws over ``[lo, hi]``."""
+    _, method = make_dmd(latents, teacher, tmp_path)
+    method.cfg.min_sigma, method.cfg.max_sigma, method.cfg.shift = 0.3, 0.8, 4.0
+    sigma, _ = method.noise_levels(list(range(4000)), salt=2)
+    u = sigma / (4.0 - 3.0 * sigma)  # the inverse of shift_sigma(., 4)
+    assert 0.3 <= float(u.min()) < 0.31 and 0.79 < float(u.max()) <= 0.8
+    assert torch.quantile(u, torch.tensor([0.25, 0.5, 0.75])).tolist() == pytest.approx(
+        [0.425, 0.55, 0.675], abs=0.015
+    )
+
+
+def test_each_sample_rolls_out_from_its_own_seed(latents, teacher, tmp_path, monkeypatch):
+    """The rollout's stream seeds follow the sample, not the batch: different samples, different noise;
+    the same sample in another batch, the same noise."""
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    seen = []
+    original = StreamSampler.__init__
+
+    def spy(self, *args, seed=None, **kw):
+        seen.append(list(seed))
+        original(self, *args, seed=seed, **kw)
+
+    monkeypatch.setattr(StreamSampler, "__init__", spy)
+    for positions in ([0, 1], [1, 2]):
+        method.loss(
+            trainer.model, trainer.train_data.batch(positions), trainer.null, torch.device("cpu"), step=1
+        )
+    (a, b), (b_again, c) = seen
+    assert len({a, b, c}) == 3 and b_again == b
+
+
 def test_no_gradient_when_the_critic_is_the_real_score(latents, teacher, tmp_path):
     """With the critic equal to the guidance-free teacher, fake == real: DMD has nothing to correct."""
     trainer, method = make_dmd(latents, teacher, tmp_path)
