@@ -56,8 +56,34 @@ def test_timestep_sampling_per_clip_and_per_frame(distribution):
     shifted = sample_levels(TimestepSampling(distribution=distribution, shift=3.0), 4000, 1, g)
     assert float(shifted.median()) > 0.7  # the median level 0.5 moves to 0.75
     narrow = TimestepSampling(distribution=distribution, min_sigma=0.2, max_sigma=0.6)
-    clamped = sample_levels(narrow, 500, 1, g)
-    assert clamped.min() >= 0.2 and clamped.max() <= 0.6
+    inside = sample_levels(narrow, 500, 1, g)
+    assert inside.min() >= 0.2 and inside.max() <= 0.6
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "logit_normal"])
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_a_restricted_range_is_the_distribution_conditioned_on_it(distribution, shift):
+    """An expert's levels: the full distribution's draws that fall in [min_sigma, max_sigma] (found by
+    rejection here), with the same quantiles; a clamp would pile the outside mass up at the bounds."""
+    full = TimestepSampling(distribution=distribution, shift=shift)
+    draws = sample_levels(full, 200000, 1, torch.Generator().manual_seed(0)).flatten()
+    for lo, hi in ((0.0, 0.6), (0.7, 1.0), (0.2, 0.5)):
+        kept = draws[(draws >= lo) & (draws <= hi)]
+        spec = TimestepSampling(distribution=distribution, shift=shift, min_sigma=lo, max_sigma=hi)
+        got = sample_levels(spec, 20000, 1, torch.Generator().manual_seed(1)).flatten()
+        assert got.min() >= lo and got.max() <= hi
+        q = torch.tensor([0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+        assert torch.allclose(got.quantile(q), kept.quantile(q), atol=0.01), (lo, hi)
+        at_bounds = float(((got - lo).abs() < 1e-6).float().mean() + ((got - hi).abs() < 1e-6).float().mean())
+        assert at_bounds < 0.001, (lo, hi)
+
+
+def test_the_full_range_draws_as_it_always_did():
+    """[0, 1] keeps the unrestricted draw (a run resumed across this change sees the same levels)."""
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    spec = TimestepSampling(shift=3.0)
+    expected = shift_sigma(torch.sigmoid(torch.randn(64, 1, generator=g2)), 3.0)
+    assert torch.equal(sample_levels(spec, 64, 1, g1), expected)
 
 
 def test_each_distribution_has_its_shape_and_draws_from_the_generator_alone():

@@ -7,6 +7,8 @@ Timesteps are per latent frame (``[B, T]``), so one clip may carry several noise
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from s2dit.diffusion.timesteps import TimestepSampling
@@ -35,12 +37,31 @@ def sample_levels(
 ) -> torch.Tensor:
     """Noise levels ``σ [batch, frames]`` in [0, 1], drawn as ``spec`` says."""
     n = frames if spec.per_frame else 1
-    if spec.distribution == "uniform":
-        sigma = torch.rand(batch, n, generator=generator)
-    else:
-        sigma = torch.sigmoid(spec.mean + spec.std * torch.randn(batch, n, generator=generator))
-    sigma = shift_sigma(sigma, spec.shift).clamp(spec.min_sigma, spec.max_sigma)
+    lo, hi = spec.min_sigma, spec.max_sigma
+    if (lo, hi) == (0.0, 1.0):
+        if spec.distribution == "uniform":
+            base = torch.rand(batch, n, generator=generator)
+        else:
+            base = torch.sigmoid(spec.mean + spec.std * torch.randn(batch, n, generator=generator))
+    else:  # the distribution restricted to [lo, hi]: uniform between the bounds' probabilities, inverted
+        a, b = _probability_below(spec, lo), _probability_below(spec, hi)
+        u = a + (b - a) * torch.rand(batch, n, generator=generator, dtype=torch.float64)
+        if spec.distribution == "uniform":
+            base = u
+        else:
+            base = torch.sigmoid(spec.mean + spec.std * math.sqrt(2.0) * torch.special.erfinv(2 * u - 1))
+        base = base.float()
+    sigma = shift_sigma(base, spec.shift).clamp(lo, hi)  # the clamp only catches float rounding
     return sigma.expand(batch, frames).contiguous()
+
+
+def _probability_below(spec: TimestepSampling, sigma: float) -> float:
+    """P(level <= ``sigma``) under ``spec``'s distribution and shift, before any restriction."""
+    base = sigma / (spec.shift - (spec.shift - 1) * sigma)  # the shift inverted
+    if spec.distribution == "uniform" or base <= 0.0 or base >= 1.0:
+        return min(max(base, 0.0), 1.0)
+    z = (math.log(base / (1 - base)) - spec.mean) / spec.std
+    return 0.5 * (1 + math.erf(z / math.sqrt(2.0)))
 
 
 def flow_matching_loss(prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ class TimestepSampling:
 
     ``distribution``: ``uniform`` (σ ~ U(0, 1)) or ``logit_normal`` (σ = sigmoid(N(mean, std))), then
     shifted by ``shift``. ``per_frame``: one level per latent frame (diffusion-forcing style) instead of one
-    per clip. Levels are clamped to ``[min_sigma, max_sigma]``.
+    per clip. ``min_sigma``/``max_sigma`` restrict the distribution to that range (its shape
+    inside kept, nothing piled up at the bounds): the noise levels one expert of a two-expert model trains on.
     """
 
     distribution: str = "logit_normal"
