@@ -24,6 +24,38 @@ def test_schedule_runs_from_noise_to_data():
     assert sigmas[1] == pytest.approx(5 * 0.75 / (1 + 4 * 0.75))
 
 
+def test_a_schedule_entered_part_way_keeps_the_levels_below_its_start():
+    full = sigma_schedule(40, shift=3.0)
+    part = sigma_schedule(40, shift=3.0, start=0.6)
+    assert part[0] == 0.6 and part[1:] == [s for s in full if s < 0.6] and part[-1] == 0.0
+    assert sigma_schedule(40, 3.0, start=1.0) == full
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="start"):
+            sigma_schedule(4, start=bad)
+
+
+def test_sdedit_starts_from_the_clean_latents_noised_to_its_level():
+    """generate_latents(start_sigma=σ) begins at (1 - σ)·init + σ·noise (the seeded noise of a full run):
+    from σ = 0.02 the result stays by the clean latents; a sampler that ignored them would not."""
+    from s2dit.diffusion.sampling import generate_latents
+
+    model = tiny_s2dit()
+    g = torch.Generator().manual_seed(2)
+    cond = Condition(torch.randn(2, 5, 32, generator=g))
+    init = 2.0 + torch.randn(2, 16, 3, 8, 6, generator=g)
+    kw = dict(steps=8, cfg=1.0, shift=3.0, sampler="euler", seeds=[4, 5])
+    near = generate_latents(model, cond, None, (16, 3, 8, 6), start_sigma=0.02, init=init, **kw)
+    far = generate_latents(model, cond, None, (16, 3, 8, 6), **kw)
+    assert (near - init).abs().mean() < 0.1 < (far - init).abs().mean()
+    noise = torch.stack(
+        [torch.randn(16, 3, 8, 6, generator=torch.Generator().manual_seed(s)) for s in (4, 5)]
+    )
+    velocity = guided(model, cond)
+    torch.testing.assert_close(near, euler(velocity, 0.98 * init + 0.02 * noise, [0.02, 0.0]))
+    with pytest.raises(ValueError, match="clean latents"):
+        generate_latents(model, cond, None, (16, 3, 8, 6), start_sigma=0.5, **kw)
+
+
 def test_samplers_converge_to_the_exact_flow_and_unipc_is_higher_order():
     """Integrate 1 -> 0.05 (the last jump to 0 lands on the x0 prediction, which hides the order)."""
     eps = torch.randn(1, 1, 4, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -65,3 +65,47 @@ def test_check_file_round_trip_and_errors(tmp_path):
         shipping.read(tmp_path)
     with pytest.raises(S2DitError, match="cannot read"):
         shipping.read(tmp_path / "missing")
+
+
+def test_two_experts_join_route_by_the_boundary_and_ship_in_bfloat16(tmp_path):
+    """`s2dit model experts`: the joined folder loads as WanTwoExperts whose velocity is the high model's
+    at σ >= boundary and the low model's below; its VAE path still resolves; shipping keeps the sub-folders."""
+    from s2dit.model.wan import WanTwoExperts
+
+    high, high_folder = trained_model(tmp_path / "a")
+    torch.manual_seed(1)
+    low = WanDenoiser.from_config(WanConfig(layers=1, heads=2, head_dim=12, ffn_dim=32, text_dim=16))
+    for p in low.parameters():
+        p.data.normal_(0, 0.05)
+    save_denoiser(low, tmp_path / "low")
+    joined = shipping.join_experts(tmp_path / "a" / "run", tmp_path / "low", tmp_path / "joined", 0.7)
+    model = load_denoiser(joined)
+    assert isinstance(model, WanTwoExperts) and model.boundary == pytest.approx(700.0)
+    assert (
+        read_pipeline(joined).vae == str(tmp_path / "a" / "vaes" / "vae") and read_pipeline(joined).steps == 7
+    )
+    x, text = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 5, 16)
+    with torch.no_grad():
+        for level, expert in ((700.0, high), (950.0, high), (699.0, low), (100.0, low)):
+            t = torch.full((1, 3), level)
+            torch.testing.assert_close(model(x, t, text), expert(x, t, text))
+        shipped = load_denoiser(shipping.ship(joined, tmp_path / "weights" / "pair"))
+        torch.testing.assert_close(
+            shipped(x, torch.full((1, 3), 100.0), text),
+            WanDenoiser(low.transformer.to(torch.bfloat16).float())(x, torch.full((1, 3), 100.0), text),
+        )
+    stored = load_file(
+        tmp_path / "weights" / "pair" / "transformer_2" / "diffusion_pytorch_model.safetensors"
+    )
+    assert all(v.dtype == torch.bfloat16 for v in stored.values() if v.is_floating_point())
+
+
+def test_two_experts_refuse_a_bad_boundary_or_a_model_that_is_not_wan(tmp_path):
+    _, folder = trained_model(tmp_path)
+    for bad in (0.0, 1.0, -0.2, 1.5):
+        with pytest.raises(S2DitError, match="--boundary .* strictly between 0 and 1"):
+            shipping.join_experts(folder, folder, tmp_path / "joined", bad)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(S2DitError, match="--low .*not a Wan model folder"):
+        shipping.join_experts(folder, tmp_path / "empty", tmp_path / "joined", 0.5)
+    assert not (tmp_path / "joined").exists()

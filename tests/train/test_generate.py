@@ -146,3 +146,29 @@ def test_eval_model_in_bf16_follows_float32(run, latents, tmp_path, sampler):
     # bf16 really computes (the samples change) and stays close to float32 (a matmul's bf16 rounding, 2^-8).
     assert not torch.equal(f32, bf16)
     assert (bf16 - f32).abs().max() < 0.1 * f32.abs().max()
+
+
+def test_eval_model_from_a_noise_level_starts_at_the_held_out_clips(run, latents, tmp_path):
+    """--start-sigma (SDEdit): from σ = 0.05 the samples stay by the prompts' own clips, far closer than
+    samples from pure noise; bad values and a streamed model are one clear error each."""
+    import torch
+
+    from s2dit.errors import S2DitError
+    from s2dit.eval.models import compare_models
+    from s2dit.train.data import LatentBatches
+
+    kw = dict(holdout=4, prompts=2, steps=4, cfg=3.0, ceilings=False, notice=pytest.fail)
+    compare_models([run], latents, tmp_path / "near", start_sigma=0.05, sampler="euler", **kw)
+    compare_models([run], latents, tmp_path / "far", sampler="euler", **kw)
+    data = LatentBatches(str(latents), 64, 4, seed=0)
+    clean = data.clips(data.holdout[:2])["latents"].float()
+    near = (torch.load(tmp_path / "near" / "latents.pt") - clean).abs().mean()
+    far = (torch.load(tmp_path / "far" / "latents.pt") - clean).abs().mean()
+    assert near < 0.2 * far
+    for bad, message in ((0.0, "must lie in"), (1.5, "must lie in")):
+        with pytest.raises(S2DitError, match=f"^--start-sigma {bad:g} {message}"):
+            compare_models([run], latents, tmp_path / "bad", start_sigma=bad, **kw)
+    with pytest.raises(S2DitError, match="^--start-sigma below 1 needs --sampler euler or unipc"):
+        compare_models([run], latents, tmp_path / "bad", start_sigma=0.5, sampler="stream", **kw)
+    with pytest.raises(S2DitError, match="leave --frames out"):
+        compare_models([run], latents, tmp_path / "bad", start_sigma=0.5, frames=6, **kw)

@@ -105,6 +105,11 @@ def eval_model(
         None, help="Latent frames per video (default: the training length; e.g. 4x it for long streams)."
     ),
     seed: int = typer.Option(0, help="Prompt i's noise is seeded by seed + i."),
+    start_sigma: float = typer.Option(
+        1.0,
+        help="Below 1: start from each held-out clip noised to this level and run the rest of the schedule "
+        "(SDEdit), to see at which noise levels a model loses what the prompt asks.",
+    ),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     ceilings: bool = typer.Option(
         True, help="Also score the prompts' source clips and their VAE reconstructions (the ceilings)."
@@ -134,6 +139,7 @@ def eval_model(
         shift=shift,
         sampler=sampler,
         frames=frames,
+        start_sigma=start_sigma,
         seed=seed,
         device=device,
         ceilings=ceilings,

@@ -91,6 +91,24 @@ def model_ship(
     console.print(f"shipped {source} -> {dest}")
 
 
+@app.command("experts")
+def model_experts(
+    high: Path = typer.Argument(..., help="The Wan model for the noisy levels (a run or its model/)."),
+    low: Path = typer.Argument(..., help="The Wan model for the levels below the boundary."),
+    dest: Path = typer.Argument(..., help="The new two-expert folder (replaced in one step)."),
+    boundary: float = typer.Option(..., help="Noise level σ in (0, 1) where the low expert takes over."),
+) -> None:
+    """Join two Wan models into one Wan2.2-style two-expert folder (transformer/, transformer_2/,
+    model_index.json's boundary_ratio), which samples, evaluates and ships like one model."""
+    from s2dit.eval.ship import join_experts
+
+    for path in (high, low):
+        if not path.exists():
+            raise S2DitError(f"{path} does not exist")
+    join_experts(high, low, dest, boundary)
+    console.print(f"joined {high} (σ >= {boundary:g}) and {low} (below) -> {dest}")
+
+
 @app.command("check")
 def model_check(
     folder: Path = typer.Argument(..., help="A shipped model folder, e.g. weights/micro_teacher."),

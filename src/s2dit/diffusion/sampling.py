@@ -22,12 +22,15 @@ VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 SAMPLERS = ("euler", "unipc")
 
 
-def sigma_schedule(steps: int, shift: float = 1.0) -> list[float]:
-    """``steps + 1`` noise levels from 1 to 0: uniform in σ, then shifted."""
+def sigma_schedule(steps: int, shift: float = 1.0, start: float = 1.0) -> list[float]:
+    """``steps + 1`` noise levels from 1 to 0: uniform in σ, then shifted. ``start < 1``: only the levels
+    below ``start``, after ``start`` itself (the same schedule entered part-way, as SDEdit does)."""
     if steps < 1:
         raise ValueError(f"steps: {steps} must be at least 1")
-    sigmas = shift_sigma(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
-    return sigmas.tolist()
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"start: {start} must lie in (0, 1]")
+    sigmas = shift_sigma(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift).tolist()
+    return sigmas if start == 1.0 else [start, *(s for s in sigmas if s < start)]
 
 
 @dataclasses.dataclass
@@ -158,9 +161,11 @@ def sample(
     shift: float = 1.0,
     sampler: str = "unipc",
     progress=None,
+    start: float = 1.0,
 ) -> torch.Tensor:
-    """Integrate from ``noise`` (σ = 1) to σ = 0 in ``steps`` model evaluations."""
-    sigmas = sigma_schedule(steps, shift)
+    """Integrate from ``noise`` (at σ = ``start``) to σ = 0 on the ``steps``-step schedule (fewer model
+    evaluations when it is entered part-way)."""
+    sigmas = sigma_schedule(steps, shift, start)
     if sampler == "euler":
         return euler(velocity, noise, sigmas, progress)
     if sampler == "unipc":
@@ -181,13 +186,23 @@ def generate_latents(
     sampler: str,
     seeds: list[int],
     progress: bool = False,
+    start_sigma: float = 1.0,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample ``[B, *shape]`` latents: sample ``i``'s noise comes from ``seeds[i]`` (reproducible per
-    prompt, whatever the batch)."""
+    prompt, whatever the batch). ``start_sigma < 1`` starts from the clean latents ``init [B, *shape]``
+    noised to that level and runs the rest of the schedule (SDEdit): where a model loses a prompt."""
     from tqdm import tqdm
 
     device = next(model.parameters()).device
     noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    if start_sigma < 1.0:
+        if init is None or init.shape != noise.shape:
+            raise ValueError(f"start_sigma {start_sigma} needs clean latents of shape {tuple(noise.shape)}")
+        noise = (1 - start_sigma) * init.float().cpu() + start_sigma * noise
     velocity = guided(model, cond, uncond, cfg)
-    with tqdm(total=steps, desc="sampling", unit="step", disable=not progress) as bar:
-        return sample(velocity, noise.to(device), steps, shift, sampler, progress=bar.update)
+    total = len(sigma_schedule(steps, shift, start_sigma)) - 1
+    with tqdm(total=total, desc="sampling", unit="step", disable=not progress) as bar:
+        return sample(
+            velocity, noise.to(device), steps, shift, sampler, progress=bar.update, start=start_sigma
+        )

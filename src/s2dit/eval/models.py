@@ -31,6 +31,7 @@ def compare_models(
     shift: float | None = None,
     sampler: str | None = None,
     frames: int | None = None,
+    start_sigma: float = 1.0,
     seed: int = 0,
     device: str = "cpu",
     ceilings: bool = True,
@@ -40,7 +41,8 @@ def compare_models(
     """One result row per scored model (then the ceilings): ``checkpoint``, ``steps``, ``cfg`` (as shown),
     the scores of :func:`~s2dit.train.evaluate.evaluate_heldout` (``pass_rate``, ``accuracy``, ...) and
     ``seconds_per_video``. ``steps``/``cfg``/``shift``/``sampler`` left ``None`` take each model's
-    ``pipeline.yaml``; ``frames`` (latent frames per video) the training length. ``dtype`` bfloat16
+    ``pipeline.yaml``; ``frames`` (latent frames per video) the training length; ``start_sigma < 1``
+    samples from the held-out clips noised to that level (SDEdit), to find where a model loses a prompt. ``dtype`` bfloat16
     samples under bf16 autocast (streams with bf16 K/V caches; linear-attention sums stay float32).
     Outputs go to ``out`` (one sub-folder per model when there are several); ``notice`` hears about
     models it could not score."""
@@ -61,10 +63,16 @@ def compare_models(
         raise S2DitError(f"--sampler {sampler!r}: choose from {', '.join(SAMPLERS)}")
     if frames is not None and frames < 1:
         raise S2DitError(f"--frames {frames} must be at least 1")
+    if not 0.0 < start_sigma <= 1.0:
+        raise S2DitError(f"--start-sigma {start_sigma:g} must lie in (0, 1]")
+    if start_sigma < 1.0 and frames is not None:
+        raise S2DitError("--start-sigma below 1 starts from the held-out clips: leave --frames out")
     bf16 = dtype == torch.bfloat16
     results = []
     for n, path in enumerate(paths):
         info = read_pipeline(path)
+        if start_sigma < 1.0 and (sampler or info.sampler) == "stream":
+            raise S2DitError(f"--start-sigma below 1 needs --sampler euler or unipc ({path} streams)")
         e = EvalConfig(
             prompts=prompts,
             steps=steps or info.steps,
@@ -72,6 +80,7 @@ def compare_models(
             shift=shift or info.shift,
             sampler=sampler or info.sampler,
             seed=seed,
+            start_sigma=start_sigma,
         )
         data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
         model = load_denoiser(path, device)

@@ -63,17 +63,64 @@ def ship(source: str | Path, dest: str | Path) -> Path:
         raise S2DitError(f"{source}: not a trained model folder (no pipeline.yaml)")
     info = read_pipeline(source)
     with atomic_folder(dest) as tmp:
-        for f in sorted(source.iterdir()):
-            if f.suffix == ".safetensors":
+        for f in sorted(source.rglob("*")):  # two experts keep theirs in transformer/ and transformer_2/
+            target = tmp / f.relative_to(source)
+            if f.is_dir():
+                target.mkdir()
+            elif f.suffix == ".safetensors":
                 state = load_safetensors(f)
                 half = {k: v.bfloat16() if v.is_floating_point() else v for k, v in state.items()}
-                save_file(half, str(tmp / f.name))
+                save_file(half, str(target))
             elif f.is_file():
-                shutil.copy2(f, tmp / f.name)
+                shutil.copy2(f, target)
         pipeline = read_yaml(source / "pipeline.yaml")
         if info.vae:
             pipeline["vae"] = os.path.relpath(Path(info.vae).resolve(), dest.resolve())
         write_text_atomic(tmp / "pipeline.yaml", yaml.safe_dump(pipeline, sort_keys=False))
+    return dest
+
+
+def join_experts(high: str | Path, low: str | Path, dest: str | Path, boundary: float) -> Path:
+    """A Wan2.2-style two-expert folder at ``dest`` (in one step): ``high``'s Wan model as ``transformer/``
+    (noise levels σ >= ``boundary``), ``low``'s as ``transformer_2/`` (below), ``model_index.json`` with
+    ``boundary_ratio``, and ``high``'s ``pipeline.yaml`` (its VAE path made relative to ``dest``). Each of
+    ``high`` and ``low`` is a Wan model folder or a run holding ``model/``."""
+    import shutil
+
+    import yaml
+
+    from s2dit.atomic import atomic_folder
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.model.denoiser import load_denoiser
+    from s2dit.model.wan import WanDenoiser, WanTwoExperts
+
+    if not 0.0 < boundary < 1.0:
+        raise S2DitError(f"--boundary {boundary:g} must lie strictly between 0 and 1 (a noise level)")
+    folders, experts = [], []
+    for role, path in (("high", Path(high)), ("low", Path(low))):
+        if (path / "model" / "config.json").is_file():
+            path = path / "model"
+        model = load_denoiser(path) if (path / "config.json").is_file() else None
+        if not isinstance(model, WanDenoiser):
+            raise S2DitError(f"--{role} {path}: not a Wan model folder (config.json + weights)")
+        folders.append(path)
+        experts.append(model)
+    WanTwoExperts(*experts, boundary * 1000.0)  # refuses experts that read text of different widths
+    info = read_pipeline(folders[0])
+    dest = Path(dest)
+    with atomic_folder(dest) as tmp:
+        for name, path in zip(("transformer", "transformer_2"), folders, strict=True):
+            (tmp / name).mkdir()
+            for f in path.iterdir():
+                if f.is_file() and (f.name == "config.json" or f.suffix == ".safetensors"):
+                    shutil.copy2(f, tmp / name / f.name)
+        index = {"_class_name": "WanPipeline", "boundary_ratio": boundary}
+        write_text_atomic(tmp / "model_index.json", json.dumps(index, indent=1))
+        if (folders[0] / "pipeline.yaml").is_file():
+            pipeline = read_yaml(folders[0] / "pipeline.yaml")
+            if info.vae:
+                pipeline["vae"] = os.path.relpath(Path(info.vae).resolve(), dest.resolve())
+            write_text_atomic(tmp / "pipeline.yaml", yaml.safe_dump(pipeline, sort_keys=False))
     return dest
 
 

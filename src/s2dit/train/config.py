@@ -50,8 +50,13 @@ class EvalConfig:
     sampler: str = "unipc"  # "unipc", "euler", or "stream" (chunk by chunk with the run's stream settings)
     seed: int = 0
     swap_clips: int = 0  # caption-swap loss gaps at every checkpoint on this many held-out and training clips
+    start_sigma: float = 1.0  # < 1: sample from the held-out clips noised to this level (SDEdit)
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.start_sigma <= 1.0:
+            raise ConfigError(f"eval.start_sigma: {self.start_sigma} must lie in (0, 1]")
+        if self.start_sigma < 1.0 and self.sampler == "stream":
+            raise ConfigError("eval.start_sigma below 1 needs a bidirectional sampler (euler or unipc)")
         if self.swap_clips < 0:
             raise ConfigError(f"eval.swap_clips: {self.swap_clips} must be >= 0")
         if self.every < 0 or self.prompts < 1 or self.steps < 1:

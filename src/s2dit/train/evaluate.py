@@ -84,6 +84,8 @@ def evaluate_heldout(
                 shift=e.shift,
                 sampler=e.sampler,
                 seeds=seeds,
+                start_sigma=e.start_sigma,
+                init=clips["latents"] if e.start_sigma < 1.0 else None,
             )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
