@@ -69,10 +69,10 @@ def test_check_file_round_trip_and_errors(tmp_path):
 
 def test_two_experts_join_route_by_the_boundary_and_ship_in_bfloat16(tmp_path):
     """`s2dit model experts`: the joined folder loads as WanTwoExperts whose velocity is the high model's
-    at σ >= boundary and the low model's below; its VAE path still resolves; shipping keeps the sub-folders."""
+    at σ >= boundary and the low model's below; its VAE path still resolves; ship keeps the sub-folders."""
     from s2dit.model.wan import WanTwoExperts
 
-    high, high_folder = trained_model(tmp_path / "a")
+    high, _ = trained_model(tmp_path / "a")
     torch.manual_seed(1)
     low = WanDenoiser.from_config(WanConfig(layers=1, heads=2, head_dim=12, ffn_dim=32, text_dim=16))
     for p in low.parameters():
@@ -103,9 +103,9 @@ def test_two_experts_join_route_by_the_boundary_and_ship_in_bfloat16(tmp_path):
 def test_two_experts_refuse_a_bad_boundary_or_a_model_that_is_not_wan(tmp_path):
     _, folder = trained_model(tmp_path)
     for bad in (0.0, 1.0, -0.2, 1.5):
-        with pytest.raises(S2DitError, match="--boundary .* strictly between 0 and 1"):
+        with pytest.raises(S2DitError, match=r"--boundary .* strictly between 0 and 1"):
             shipping.join_experts(folder, folder, tmp_path / "joined", bad)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(S2DitError, match="--low .*not a Wan model folder"):
+    with pytest.raises(S2DitError, match=r"--low .*not a Wan model folder"):
         shipping.join_experts(folder, tmp_path / "empty", tmp_path / "joined", 0.5)
     assert not (tmp_path / "joined").exists()

@@ -42,10 +42,10 @@ def compare_models(
     the scores of :func:`~s2dit.train.evaluate.evaluate_heldout` (``pass_rate``, ``accuracy``, ...) and
     ``seconds_per_video``. ``steps``/``cfg``/``shift``/``sampler`` left ``None`` take each model's
     ``pipeline.yaml``; ``frames`` (latent frames per video) the training length; ``start_sigma < 1``
-    samples from the held-out clips noised to that level (SDEdit), to find where a model loses a prompt. ``dtype`` bfloat16
-    samples under bf16 autocast (streams with bf16 K/V caches; linear-attention sums stay float32).
-    Outputs go to ``out`` (one sub-folder per model when there are several); ``notice`` hears about
-    models it could not score."""
+    samples from the held-out clips noised to that level (SDEdit), to find where a model loses a prompt.
+    ``dtype`` bfloat16 samples under bf16 autocast (streams with bf16 K/V caches; linear-attention sums
+    stay float32). Outputs go to ``out`` (one sub-folder per model when there are several); ``notice``
+    hears about models it could not score."""
     from s2dit.diffusion.pipeline import read_pipeline
     from s2dit.latent.vae import load_vae
     from s2dit.model.denoiser import load_denoiser
