@@ -106,6 +106,6 @@ def test_two_experts_refuse_a_bad_boundary_or_a_model_that_is_not_wan(tmp_path):
         with pytest.raises(S2DitError, match=r"--boundary .* strictly between 0 and 1"):
             shipping.join_experts(folder, folder, tmp_path / "joined", bad)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(S2DitError, match=r"--low .*not a Wan model folder"):
+    with pytest.raises(S2DitError, match=r"^the low expert .*empty is not a Wan model folder"):
         shipping.join_experts(folder, tmp_path / "empty", tmp_path / "joined", 0.5)
     assert not (tmp_path / "joined").exists()

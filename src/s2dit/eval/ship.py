@@ -102,7 +102,7 @@ def join_experts(high: str | Path, low: str | Path, dest: str | Path, boundary: 
             path = path / "model"
         model = load_denoiser(path) if (path / "config.json").is_file() else None
         if not isinstance(model, WanDenoiser):
-            raise S2DitError(f"--{role} {path}: not a Wan model folder (config.json + weights)")
+            raise S2DitError(f"the {role} expert {path} is not a Wan model folder (config.json + weights)")
         folders.append(path)
         experts.append(model)
     WanTwoExperts(*experts, boundary * 1000.0)  # refuses experts that read text of different widths
