@@ -30,6 +30,8 @@ from s2dit.model.transformer import S2DiT
 from s2dit.model.wan import WanConfig, WanDenoiser
 from s2dit.shipped import WEIGHTS
 
+TEACHER = str(WEIGHTS / "micro_teacher")
+
 TINY = {"width": 32, "heads": 2, "ffn_dim": 64, "text_dim": 8, "layout": "LS"}
 
 
@@ -298,6 +300,18 @@ def test_a_manifest_no_export_writes_is_refused_before_anything_is_allocated(tmp
         (["generate", "a red ball", "--frames", "100000"], "--frames 100000: give 1 to 1024 latent frames"),
         (["generate", "a red ball", "--cfg", "nan"], r"--cfg >= 0 and --shift > 0 \(finite\)"),
         (["generate", "a red ball", "--steps", "100000000"], "--steps 100000000: at most 10000"),
+        (
+            ["model", "experts", TEACHER, TEACHER, "unused", "--boundary", "1.5"],
+            "--boundary 1.5 must lie strictly between 0 and 1",
+        ),
+        (
+            ["model", "experts", str(WEIGHTS / "micro_ar"), TEACHER, "unused", "--boundary", "0.5"],
+            "the high expert .*micro_ar is not a Wan model folder",
+        ),
+        (
+            ["eval", "model", "--checkpoint", TEACHER, "--latents", "x", "--out", "y", "--start-sigma", "2"],
+            r"--start-sigma 2 must lie in \(0, 1\]",
+        ),
     ],
 )
 def test_values_a_parser_lets_through_are_one_error_line(args, message):
