@@ -45,6 +45,7 @@ def test_help_lists_every_command_with_a_purpose():
     assert re.search(r"info\s+Print parameters and FLOPs", s2dit("model", "--help").stdout)
     assert re.search(r"ship\s+Copy a trained model into weights/", s2dit("model", "--help").stdout)
     assert re.search(r"check\s+Sample a few held-out prompts", s2dit("model", "--help").stdout)
+    assert re.search(r"experts\s+Join two Wan models", s2dit("model", "--help").stdout)
     assert re.search(r"blocks\s+Time one block of each kind", s2dit("bench", "--help").stdout)
     assert re.search(r"vae\s+Train an autoencoder", s2dit("train", "--help").stdout)
     assert re.search(r"generate\s+Generate a video bidirectionally", top)
@@ -58,7 +59,7 @@ def test_help_lists_every_command_with_a_purpose():
         "bench blocks, bench export, bench stream, bench train, data encode, data inspect, data micro, "
         "distill cache, eval micro, eval model, eval streams, "
         "eval vae, export coreml, export executorch, export onnx, export run, generate, model check, "
-        "model info, "
+        "model experts, model info, "
         "model ship, "
         "search layout, search supernet, search sweep, serve, stream, "
         "train decoder, train vae"
