@@ -50,7 +50,6 @@ def ship(source: str | Path, dest: str | Path) -> Path:
     floating-point tensors stored as bfloat16, ``pipeline.yaml``'s ``vae`` relative to ``dest``."""
     import shutil
 
-    import yaml
     from safetensors.torch import save_file
 
     from s2dit.atomic import atomic_folder
@@ -61,7 +60,7 @@ def ship(source: str | Path, dest: str | Path) -> Path:
         source = source / "model"
     if not (source / "pipeline.yaml").is_file():
         raise S2DitError(f"{source}: not a trained model folder (no pipeline.yaml)")
-    info = read_pipeline(source)
+    read_pipeline(source)  # a damaged pipeline.yaml is one error before anything is written
     with atomic_folder(dest) as tmp:
         for f in sorted(source.rglob("*")):  # two experts keep theirs in transformer/ and transformer_2/
             target = tmp / f.relative_to(source)
@@ -73,11 +72,20 @@ def ship(source: str | Path, dest: str | Path) -> Path:
                 save_file(half, str(target))
             elif f.is_file():
                 shutil.copy2(f, target)
-        pipeline = read_yaml(source / "pipeline.yaml")
-        if info.vae:
-            pipeline["vae"] = os.path.relpath(Path(info.vae).resolve(), dest.resolve())
-        write_text_atomic(tmp / "pipeline.yaml", yaml.safe_dump(pipeline, sort_keys=False))
+        _copy_pipeline(source, tmp, dest)
     return dest
+
+
+def _copy_pipeline(source: Path, tmp: Path, dest: Path) -> None:
+    """``source``'s ``pipeline.yaml`` into ``tmp`` (to become ``dest``), its VAE path relative to ``dest``."""
+    import yaml
+
+    from s2dit.diffusion.pipeline import read_pipeline
+
+    pipeline, vae = read_yaml(source / "pipeline.yaml"), read_pipeline(source).vae
+    if vae:
+        pipeline["vae"] = os.path.relpath(Path(vae).resolve(), dest.resolve())
+    write_text_atomic(tmp / "pipeline.yaml", yaml.safe_dump(pipeline, sort_keys=False))
 
 
 def join_experts(high: str | Path, low: str | Path, dest: str | Path, boundary: float) -> Path:
@@ -87,10 +95,7 @@ def join_experts(high: str | Path, low: str | Path, dest: str | Path, boundary: 
     ``high`` and ``low`` is a Wan model folder or a run holding ``model/``."""
     import shutil
 
-    import yaml
-
     from s2dit.atomic import atomic_folder
-    from s2dit.diffusion.pipeline import read_pipeline
     from s2dit.model.denoiser import load_denoiser
     from s2dit.model.wan import WanDenoiser, WanTwoExperts
 
@@ -106,7 +111,6 @@ def join_experts(high: str | Path, low: str | Path, dest: str | Path, boundary: 
         folders.append(path)
         experts.append(model)
     WanTwoExperts(*experts, boundary * 1000.0)  # refuses experts that read text of different widths
-    info = read_pipeline(folders[0])
     dest = Path(dest)
     with atomic_folder(dest) as tmp:
         for name, path in zip(("transformer", "transformer_2"), folders, strict=True):
@@ -117,10 +121,7 @@ def join_experts(high: str | Path, low: str | Path, dest: str | Path, boundary: 
         index = {"_class_name": "WanPipeline", "boundary_ratio": boundary}
         write_text_atomic(tmp / "model_index.json", json.dumps(index, indent=1))
         if (folders[0] / "pipeline.yaml").is_file():
-            pipeline = read_yaml(folders[0] / "pipeline.yaml")
-            if info.vae:
-                pipeline["vae"] = os.path.relpath(Path(info.vae).resolve(), dest.resolve())
-            write_text_atomic(tmp / "pipeline.yaml", yaml.safe_dump(pipeline, sort_keys=False))
+            _copy_pipeline(folders[0], tmp, dest)
     return dest
 
 
