@@ -4,6 +4,7 @@ import torch
 from s2dit.diffusion.flow import (
     add_noise,
     flow_matching_loss,
+    frame_noise,
     sample_levels,
     shift_sigma,
     x0_from_velocity,
@@ -110,3 +111,22 @@ def test_bad_timestep_settings_are_config_errors():
     for low, high in ((0.5, 0.5), (-0.1, 1.0), (0.0, 1.5)):
         with pytest.raises(ConfigError, match=r"^need 0 <= min_sigma < max_sigma <= 1$"):
             TimestepSampling(min_sigma=low, max_sigma=high)
+
+
+def test_uncorrelated_frame_noise_is_the_plain_draw():
+    a = frame_noise((2, 3, 4, 5), torch.Generator().manual_seed(7))
+    b = torch.randn((2, 3, 4, 5), generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rho", [0.25, 0.5, 0.9])
+def test_frame_noise_is_standard_normal_with_frames_correlated_by_rho(rho):
+    n = frame_noise((4, 3, 64, 64), torch.Generator().manual_seed(0), rho)  # 16k values per frame
+    assert abs(float(n.mean())) < 0.02 and abs(float(n.std()) - 1) < 0.02
+    frames = n.transpose(0, 1).reshape(3, -1)
+    corr = torch.corrcoef(frames)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert abs(float(corr[i, j]) - rho) < 0.03, (i, j, float(corr[i, j]))
+    # the shared part is per position: different positions stay independent
+    flat = n.reshape(4, 3, -1)
+    assert abs(float(torch.corrcoef(torch.stack([flat[0, 0, :-1], flat[0, 1, 1:]]))[0, 1])) < 0.03

@@ -56,6 +56,22 @@ def test_sdedit_starts_from_the_clean_latents_noised_to_its_level():
         generate_latents(model, cond, None, (16, 3, 8, 6), start_sigma=0.5, **kw)
 
 
+def test_generation_starts_from_the_noise_the_model_was_trained_on():
+    """generate_latents(noise_correlation=ρ) integrates from frame_noise(ρ) of each seed: one step of
+    the ODE from it matches, and it differs from the independent draw's."""
+    from s2dit.diffusion.flow import frame_noise
+    from s2dit.diffusion.sampling import generate_latents
+
+    model = tiny_s2dit()
+    cond = Condition(torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(2)))
+    kw = dict(steps=1, cfg=1.0, shift=1.0, sampler="euler", seeds=[4, 5])
+    mixed = generate_latents(model, cond, None, (16, 3, 8, 6), noise_correlation=0.5, **kw)
+    plain = generate_latents(model, cond, None, (16, 3, 8, 6), **kw)
+    noise = torch.stack([frame_noise((16, 3, 8, 6), torch.Generator().manual_seed(s), 0.5) for s in (4, 5)])
+    torch.testing.assert_close(mixed, euler(guided(model, cond), noise, [1.0, 0.0]))
+    assert (mixed - plain).abs().mean() > 0.1
+
+
 def test_samplers_converge_to_the_exact_flow_and_unipc_is_higher_order():
     """Integrate 1 -> 0.05 (the last jump to 0 lands on the x0 prediction, which hides the order)."""
     eps = torch.randn(1, 1, 4, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

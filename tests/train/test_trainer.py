@@ -192,6 +192,23 @@ def test_the_exported_model_holds_the_ema_weights(latents, tmp_path):
     assert any(not torch.equal(ema[k], live[k].detach()) for k in ema)  # the average lags the weights
 
 
+def test_correlated_training_noise_reaches_the_loss_and_the_pipeline(latents, tmp_path):
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.train.methods import build
+
+    cfg = tiny_config(latents, tmp_path / "run", steps=1, noise_correlation=0.6)
+    trainer = Trainer(cfg, progress=False)
+    batch = trainer.data.batch(list(range(4)))
+    noise = build(cfg).inputs(batch, trainer.data.null_text())["noise"]
+    frames = noise.transpose(0, 2).reshape(noise.shape[2], -1)
+    assert frames.shape[0] > 1
+    assert float(torch.corrcoef(frames)[0, 1]) > 0.4  # 0.6 drawn; independent frames give ~0
+    trainer.run()
+    assert read_pipeline(tmp_path / "run").noise_correlation == 0.6
+    with pytest.raises(S2DitError, match=r"^noise_correlation: 1.0 must lie in \[0, 1\)$"):
+        dataclasses.replace(cfg, noise_correlation=1.0)
+
+
 def test_max_seconds_stops_with_a_checkpoint_and_the_run_resumes(latents, tmp_path):
     from s2dit.train import checkpoint
 

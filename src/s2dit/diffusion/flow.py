@@ -21,6 +21,23 @@ def shift_sigma(sigma: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * sigma / (1 + (shift - 1) * sigma)
 
 
+def frame_noise(
+    shape: tuple[int, ...] | torch.Size,
+    generator: torch.Generator | None = None,
+    correlation: float = 0.0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normal noise ``[C, T, H, W]`` for one clip whose latent frames are correlated by
+    ``correlation`` ρ (PYoCo's mixed noise): frame ``t`` is ``√ρ·s + √(1-ρ)·e_t`` with ``s [C, 1, H, W]``
+    shared by every frame, so each value stays N(0, 1) and two frames correlate by ρ. ρ = 0 is the plain
+    draw (the same numbers as ``torch.randn(shape)``: the ``e_t`` are drawn first)."""
+    own = torch.randn(shape, generator=generator, dtype=dtype)
+    if correlation == 0.0:
+        return own
+    shared = torch.randn((shape[0], 1, *shape[2:]), generator=generator, dtype=dtype)
+    return math.sqrt(correlation) * shared + math.sqrt(1.0 - correlation) * own
+
+
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """``x_σ`` for latents ``[B, C, T, H, W]`` and per-frame ``sigma [B, T]``."""
     s = sigma[:, None, :, None, None].to(x0.dtype)

@@ -31,6 +31,7 @@ class PipelineInfo:
     cfg: float = 5.0  # CFG scale g in u + g·(c - u)
     shift: float = 3.0
     sampler: str = "unipc"
+    noise_correlation: float = 0.0  # the training noise's correlation across latent frames (sampled the same)
     stream: StreamSettings = dataclasses.field(default_factory=StreamSettings)  # s2dit stream / serve
 
 
@@ -142,6 +143,7 @@ def generate(req: GenerateRequest, progress: bool = True) -> dict:
         sampler=sampler,
         seeds=[req.seed],
         progress=progress,
+        noise_correlation=info.noise_correlation,
     )
     vae = load_vae(vae_path)
     with torch.no_grad():

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, shift_sigma
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, frame_noise, shift_sigma
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 SAMPLERS = ("euler", "unipc")
@@ -188,14 +188,19 @@ def generate_latents(
     progress: bool = False,
     start_sigma: float = 1.0,
     init: torch.Tensor | None = None,
+    noise_correlation: float = 0.0,
 ) -> torch.Tensor:
     """Sample ``[B, *shape]`` latents: sample ``i``'s noise comes from ``seeds[i]`` (reproducible per
-    prompt, whatever the batch). ``start_sigma < 1`` starts from the clean latents ``init [B, *shape]``
-    noised to that level and runs the rest of the schedule (SDEdit): where a model loses a prompt."""
+    prompt, whatever the batch), its latent frames correlated by ``noise_correlation`` (the noise the
+    model was trained on, :func:`~s2dit.diffusion.flow.frame_noise`). ``start_sigma < 1`` starts from
+    the clean latents ``init [B, *shape]`` noised to that level and runs the rest of the schedule
+    (SDEdit): where a model loses a prompt."""
     from tqdm import tqdm
 
     device = next(model.parameters()).device
-    noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    noise = torch.stack(
+        [frame_noise(shape, torch.Generator().manual_seed(s), noise_correlation) for s in seeds]
+    )
     if start_sigma < 1.0:
         if init is None or init.shape != noise.shape:
             raise ValueError(f"start_sigma {start_sigma} needs clean latents of shape {tuple(noise.shape)}")

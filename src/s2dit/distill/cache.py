@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from s2dit.atomic import atomic_path, write_text_atomic
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS
+from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, frame_noise
 from s2dit.diffusion.sampling import Condition, euler, guided, sigma_schedule
 from s2dit.distill.cache_config import CacheConfig
 from s2dit.errors import S2DitError
@@ -147,7 +147,10 @@ def build_cache(cfg: CacheConfig, device: str = "cpu", progress: bool = True) ->
             text, mask = pad_text(texts, info.text_len)
             ntext, nmask = pad_text([neg] * len(ids), info.text_len)
             noise = torch.stack(
-                [torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed + i)) for i in ids]
+                [
+                    frame_noise(shape, torch.Generator().manual_seed(cfg.seed + i), info.noise_correlation)
+                    for i in ids
+                ]
             )
             velocity = guided(
                 model,

@@ -101,6 +101,7 @@ def compare_models(
             stream=info.stream,
             frames=frames,
             cache_dtype=torch.bfloat16 if bf16 else None,
+            noise_correlation=info.noise_correlation,
         )
         if scores is None:
             notice(f"{path}: latents written to {folder} (no VAE, or no micro-world prompts)")

@@ -164,7 +164,16 @@ def score(
         latents = stream_latents(model, cond, shape, info.stream, seeds)
     else:
         latents = generate_latents(
-            model, cond, uncond, shape, steps=steps, cfg=cfg, shift=shift, sampler=sampler, seeds=seeds
+            model,
+            cond,
+            uncond,
+            shape,
+            steps=steps,
+            cfg=cfg,
+            shift=shift,
+            sampler=sampler,
+            seeds=seeds,
+            noise_correlation=info.noise_correlation,
         )
     with torch.no_grad():
         pixels = load_vae(info.vae).decode(latents.float().cpu())

@@ -121,6 +121,9 @@ class TrainConfig:
     grad_accum: int = 1
     cfg_dropout: float = 0.1  # probability of training a sample on the empty prompt (for CFG)
     chunk_frames: int = 0  # 0: bidirectional; c > 0: block-causal over chunks of c latent frames
+    # ρ in [0, 1): the training noise's latent frames share a draw, correlated by ρ (PYoCo's mixed noise);
+    # written to pipeline.yaml, so the model samples from the noise it learned
+    noise_correlation: float = 0.0
     ema_decay: float = 0.999
     ema_warmup: bool = False  # decay min(ema_decay, (1 + k) / (10 + k)) at update k: forget the init fast
     # torch.compile the denoiser (inductor fuses its elementwise work; ~100 s first): true, false, or "auto"
@@ -153,6 +156,8 @@ class TrainConfig:
             )
         if not 0 <= self.cfg_dropout < 1 or not 0 <= self.ema_decay < 1 or self.chunk_frames < 0:
             raise ConfigError("cfg_dropout and ema_decay must lie in [0, 1); chunk_frames must be >= 0")
+        if not 0 <= self.noise_correlation < 1:  # NaN fails too
+            raise ConfigError(f"noise_correlation: {self.noise_correlation} must lie in [0, 1)")
         if self.method == "dmd" and self.grad_accum != 1:
             raise ConfigError("method dmd updates two models in turn: grad_accum must be 1")
         if self.parallel not in ("ddp", "fsdp"):

@@ -47,12 +47,14 @@ def evaluate_heldout(
     stream=None,
     frames: int | None = None,
     cache_dtype=None,
+    noise_correlation: float = 0.0,
 ) -> dict | None:
     """Sample the first ``e.prompts`` held-out prompts of ``data`` (a ``LatentBatches``) with CFG against
     the empty prompt (or, with ``e.sampler == "stream"``, streamed with the ``stream`` settings), save the
     latents, decode with ``vae`` (if any) and write videos, a contact sheet and scores into ``folder``.
     ``e`` is an ``EvalConfig``; ``frames``: latent frames per clip (default: the data's); ``amp``: the
-    sampling's autocast context; ``cache_dtype``: a stream's K/V cache dtype. Returns the micro
+    sampling's autocast context; ``cache_dtype``: a stream's K/V cache dtype; ``noise_correlation``: the
+    initial noise's across latent frames (the model's training noise). Returns the micro
     scores (``pass_rate``, ``accuracy``, ``mean_accuracy``, ``clips``) with ``seconds_per_video``
     (sampling only, no decode), or None."""
     import time
@@ -86,6 +88,7 @@ def evaluate_heldout(
                 seeds=seeds,
                 start_sigma=e.start_sigma,
                 init=clips["latents"] if e.start_sigma < 1.0 else None,
+                noise_correlation=noise_correlation,
             )
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -12,14 +12,21 @@ from collections.abc import Callable
 
 import torch
 
-from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, flow_matching_loss, sample_levels
+from s2dit.diffusion.flow import (
+    NUM_TRAIN_TIMESTEPS,
+    add_noise,
+    flow_matching_loss,
+    frame_noise,
+    sample_levels,
+)
 from s2dit.diffusion.timesteps import TimestepSampling
 from s2dit.errors import ConfigError
 from s2dit.train.data import sample_generator
 
 
 class FlowMatching:
-    """Flow-matching pretraining (docs/architecture.md §2): per-sample noise, noise levels (per frame if
+    """Flow-matching pretraining (docs/architecture.md §2): per-sample noise (its latent frames correlated
+    by ``noise_correlation``, :func:`~s2dit.diffusion.flow.frame_noise`), noise levels (per frame if
     asked) and prompt dropout drawn from generators seeded by the sample's position. The loss is the plain
     mean over positions: a weight that depends on the clean latents (say, more weight where objects are)
     would bias the learned distribution towards what it weights (docs/architecture.md, the micro teacher)."""
@@ -30,9 +37,11 @@ class FlowMatching:
         cfg_dropout: float,
         seed: int,
         chunk_frames: int = 0,
+        noise_correlation: float = 0.0,
     ):
         self.timesteps, self.cfg_dropout, self.seed = timesteps, cfg_dropout, seed
         self.chunk_frames = chunk_frames or None
+        self.noise_correlation = noise_correlation
 
     def inputs(self, batch: dict, null: tuple[torch.Tensor, torch.Tensor]) -> dict:
         """Noise, noise levels and dropped prompts for a batch (CPU tensors)."""
@@ -40,7 +49,7 @@ class FlowMatching:
         noise, sigma = torch.empty_like(x0), torch.empty(x0.shape[0], x0.shape[2])
         for i, p in enumerate(batch["positions"]):
             g = sample_generator(self.seed, p)
-            noise[i] = torch.randn(x0.shape[1:], generator=g, dtype=x0.dtype)
+            noise[i] = frame_noise(x0.shape[1:], g, self.noise_correlation, x0.dtype)
             sigma[i] = sample_levels(self.timesteps, 1, x0.shape[2], g)[0]
             if float(torch.rand((), generator=g)) < self.cfg_dropout:
                 text[i], mask[i] = null[0][0], null[1][0]
@@ -83,7 +92,7 @@ def build(cfg, world=None):
 
 def flow_matching(cfg, world=None) -> FlowMatching:
     """``method: flow_matching``, from a ``TrainConfig``."""
-    return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames)
+    return FlowMatching(cfg.timesteps, cfg.cfg_dropout, cfg.seed, cfg.chunk_frames, cfg.noise_correlation)
 
 
 register("flow_matching", flow_matching)

@@ -206,6 +206,7 @@ class Trainer(TrainingLoop):
             cfg=self.cfg.eval.cfg,
             shift=self.cfg.eval.shift,
             sampler=self.cfg.eval.sampler,
+            noise_correlation=self.cfg.noise_correlation,
             stream=self.cfg.distill.stream,
         )
 
@@ -262,6 +263,7 @@ class Trainer(TrainingLoop):
                 self.world.device,
                 amp,
                 stream=self.cfg.distill.stream,
+                noise_correlation=self.cfg.noise_correlation,
             )
         self.world.barrier()
         return scores
