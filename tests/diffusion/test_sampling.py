@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from s2dit.diffusion.sampling import Condition, euler, guided, sample, sigma_schedule, unipc
+from s2dit.diffusion.sampling import Condition, ancestral, euler, guided, sample, sigma_schedule, unipc
 from s2dit.model.config import ModelConfig
 from s2dit.model.transformer import S2DiT
 from s2dit.model.wan import WanConfig, WanDenoiser
@@ -89,6 +89,54 @@ def test_samplers_converge_to_the_exact_flow_and_unipc_is_higher_order():
     assert float((full - (MU + S * eps)).abs().max()) < 5e-3  # all the way to data
 
 
+def test_ancestral_without_fresh_noise_is_the_euler_step():
+    """η = 0 is DDIM, which on the flow path x_σ = (1 - σ)·x0 + σ·ε takes exactly Euler's step."""
+    eps = torch.randn(1, 1, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigmas = sigma_schedule(12, shift=3.0)
+
+    def never() -> torch.Tensor:
+        raise AssertionError("η = 0 draws no noise")
+
+    got = ancestral(gaussian_velocity, eps, sigmas, never, eta=0.0)
+    torch.testing.assert_close(got, euler(gaussian_velocity, eps, sigmas), rtol=0, atol=1e-12)
+
+
+def test_ancestral_sampling_draws_the_data_distribution_from_fresh_noise():
+    """With the exact velocity of N(MU, S²) data, ancestral sampling converges (first order: each step
+    plugs in E[x0 | x_t] and loses its variance) to N(MU, S²); and its end depends on the fresh draws:
+    it correlates with the initial noise far less than the ODE's end, which is a function of it."""
+    g = torch.Generator().manual_seed(0)
+    eps = torch.randn(40_000, 1, 1, 1, 1, generator=g, dtype=torch.float64)
+
+    def fresh() -> torch.Tensor:
+        return torch.randn(eps.shape, generator=g, dtype=eps.dtype)
+
+    std = {}
+    for n in (100, 400, 1600):
+        out = ancestral(gaussian_velocity, eps, sigma_schedule(n, shift=3.0), fresh)
+        assert abs(float(out.mean()) - MU) < 0.01
+        std[n] = float(out.std())
+    assert std[100] < std[400] < std[1600] and abs(std[1600] - S) < 0.02 * S, std
+    ode = euler(gaussian_velocity, eps, sigma_schedule(100, shift=3.0))
+    assert float(torch.corrcoef(torch.stack([ode.flatten(), eps.flatten()]))[0, 1]) > 0.99
+    assert float(torch.corrcoef(torch.stack([out.flatten(), eps.flatten()]))[0, 1]) < 0.5
+
+
+def test_ancestral_generation_is_reproducible_per_prompt_whatever_the_batch():
+    from s2dit.diffusion.sampling import generate_latents
+
+    model = tiny_s2dit()
+    text = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(2))
+    kw = dict(steps=6, cfg=1.0, shift=3.0, sampler="ancestral", noise_correlation=0.5)
+    both = generate_latents(model, Condition(text), None, (16, 3, 8, 6), seeds=[4, 5], **kw)
+    alone = generate_latents(model, Condition(text[1:]), None, (16, 3, 8, 6), seeds=[5], **kw)
+    torch.testing.assert_close(both[1:], alone)
+    ode = generate_latents(
+        model, Condition(text), None, (16, 3, 8, 6), seeds=[4, 5], **{**kw, "sampler": "euler"}
+    )
+    assert (both - ode).abs().mean() > 1e-3  # the fresh noise is used
+
+
 def tiny_s2dit():
     torch.manual_seed(0)
     model = S2DiT(ModelConfig(layout="LSF", width=48, heads=2, ffn_dim=96, text_dim=32)).eval()
@@ -111,7 +159,7 @@ def test_cfg_scale_one_is_the_conditional_prediction():
         assert not torch.allclose(c, u)  # the prompt matters, so the test above means something
 
 
-@pytest.mark.parametrize("sampler", ["euler", "unipc"])
+@pytest.mark.parametrize("sampler", ["euler", "unipc", "ancestral"])
 @pytest.mark.parametrize("size", [(8, 12), (12, 8)], ids=["landscape", "portrait"])
 def test_samplers_keep_shapes_for_both_denoisers(sampler, size):
     torch.manual_seed(0)

@@ -168,7 +168,7 @@ def test_eval_model_from_a_noise_level_starts_at_the_held_out_clips(run, latents
     for bad, message in ((0.0, "must lie in"), (1.5, "must lie in")):
         with pytest.raises(S2DitError, match=f"^--start-sigma {bad:g} {message}"):
             compare_models([run], latents, tmp_path / "bad", start_sigma=bad, **kw)
-    with pytest.raises(S2DitError, match=r"^--start-sigma below 1 needs --sampler euler or unipc"):
+    with pytest.raises(S2DitError, match=r"^--start-sigma below 1 needs --sampler unipc, euler or ancestral"):
         compare_models([run], latents, tmp_path / "bad", start_sigma=0.5, sampler="stream", **kw)
     with pytest.raises(S2DitError, match="leave --frames out"):
         compare_models([run], latents, tmp_path / "bad", start_sigma=0.5, frames=6, **kw)

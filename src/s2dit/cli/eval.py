@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from s2dit.cli.common import cell, check_device, check_dtype, console, make_table, write_json
+from s2dit.diffusion.sampler_names import ALL as SAMPLERS
+from s2dit.diffusion.sampler_names import listed
 
 app = typer.Typer(help="Score generated videos.", no_args_is_help=True)
 
@@ -99,7 +101,7 @@ def eval_model(
     cfg: float | None = typer.Option(None, help="CFG scale g (default: each model's)."),
     shift: float | None = typer.Option(None, help="Schedule shift (default: each model's)."),
     sampler: str | None = typer.Option(
-        None, help="euler, unipc or stream (default: each model's; stream: chunk by chunk, S2DiT only)."
+        None, help=f"{listed(SAMPLERS)} (default: each model's; stream: chunk by chunk, S2DiT only)."
     ),
     frames: int | None = typer.Option(
         None, help="Latent frames per video (default: the training length; e.g. 4x it for long streams)."

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from s2dit.cli.common import check_device, check_dtype, check_text, console, speaks_micro, warn_unknown_words
+from s2dit.diffusion.sampler_names import BIDIRECTIONAL, listed
 from s2dit.errors import ConfigError, S2DitError
 
 
@@ -28,7 +29,9 @@ def generate(
     seed: int = typer.Option(0, help="Seed of the initial noise."),
     negative: str = typer.Option("", help="Negative prompt (the unconditional branch of CFG)."),
     shift: float | None = typer.Option(None, help="Schedule shift (default: the model's)."),
-    sampler: str | None = typer.Option(None, help="euler or unipc (default: the model's, else unipc)."),
+    sampler: str | None = typer.Option(
+        None, help=f"{listed(BIDIRECTIONAL)} (default: the model's, else unipc)."
+    ),
     vae: Path | None = typer.Option(
         None, help="Decoder to use instead of the one the model was trained with."
     ),

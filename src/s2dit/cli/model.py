@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from s2dit.cli.common import console, make_table
+from s2dit.diffusion.sampler_names import ALL as SAMPLERS
+from s2dit.diffusion.sampler_names import listed
 from s2dit.errors import S2DitError
 
 app = typer.Typer(
@@ -119,7 +121,7 @@ def model_check(
     count: int = typer.Option(8, help="Held-out prompts in the check."),
     sampler: str | None = typer.Option(
         None,
-        help="euler, unipc or stream (default: the model's pipeline.yaml; stream: S2DiT chunk by chunk).",
+        help=f"{listed(SAMPLERS)} (default: the model's pipeline.yaml; stream: S2DiT chunk by chunk).",
     ),
 ) -> None:
     """Sample a few held-out prompts from a shipped model, score them, and record the result as
@@ -132,8 +134,8 @@ def model_check(
         raise S2DitError(f"{folder} does not exist")
     if count < 1:
         raise S2DitError(f"--count {count} must be at least 1")
-    if sampler is not None and sampler not in ("euler", "unipc", "stream"):
-        raise S2DitError(f"--sampler {sampler!r}: choose from euler, unipc, stream")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise S2DitError(f"--sampler {sampler!r}: choose from {listed(SAMPLERS)}")
     info = read_pipeline(folder)
     data = LatentBatches(str(latents), info.text_len, holdout, seed=0)
     captions = [r["caption"] for r in data.clips(data.holdout[:count])["rows"]]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from s2dit.config import from_dict
+from s2dit.diffusion.sampler_names import BIDIRECTIONAL, listed
 from s2dit.diffusion.streaming import StreamSettings
 from s2dit.errors import S2DitError
 from s2dit.files import read_yaml
@@ -99,10 +100,11 @@ def generate(req: GenerateRequest, progress: bool = True) -> dict:
     if req.sampler is None and info.sampler == "stream":
         raise S2DitError(
             f"{req.checkpoint} is a streaming model (its pipeline.yaml says sampler: stream): "
-            "use s2dit stream, or pass --sampler euler|unipc to sample it bidirectionally anyway"
+            f"use s2dit stream, or pass --sampler {'|'.join(BIDIRECTIONAL)} "
+            "to sample it bidirectionally anyway"
         )
     if sampler not in SAMPLERS:
-        raise S2DitError(f"--sampler {sampler!r}: choose from {', '.join(SAMPLERS)}")
+        raise S2DitError(f"--sampler {sampler!r}: choose from {listed(SAMPLERS)}")
     if not (steps >= 1 and 0 <= cfg < math.inf and 0 < shift < math.inf):  # NaN fails too
         raise S2DitError("--steps must be >= 1, --cfg >= 0 and --shift > 0 (finite)")
     if steps > MAX_STEPS:

@@ -1,5 +1,6 @@
-"""Bidirectional samplers for flow matching: Euler and a UniPC-style multistep predictor-corrector,
-both driven by a velocity function, with classifier-free guidance and a negative prompt.
+"""Bidirectional samplers for flow matching: Euler and a UniPC-style multistep predictor-corrector (the
+probability-flow ODE) and an ancestral sampler (fresh noise at every step), each driven by a velocity
+function, with classifier-free guidance and a negative prompt.
 
 A *velocity function* maps ``(x [B, C, T, H, W], sigma: float) -> v``; :func:`guided` builds one from any
 denoiser with the signature ``denoiser(x, t [B, T], text, text_mask) -> v`` (S2DiT, the Wan adapter).
@@ -17,9 +18,10 @@ from collections.abc import Callable
 import torch
 
 from s2dit.diffusion.flow import NUM_TRAIN_TIMESTEPS, frame_noise, shift_sigma
+from s2dit.diffusion.sampler_names import BIDIRECTIONAL, listed
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
-SAMPLERS = ("euler", "unipc")
+SAMPLERS = BIDIRECTIONAL
 
 
 def sigma_schedule(steps: int, shift: float = 1.0, start: float = 1.0) -> list[float]:
@@ -70,6 +72,37 @@ def euler(
         x = x + (nxt - sigma) * velocity(x, sigma)
         if record is not None:
             record.append(x)
+        if progress is not None:
+            progress()
+    return x
+
+
+def ancestral(
+    velocity: VelocityFn,
+    noise: torch.Tensor,
+    sigmas: list[float],
+    fresh: Callable[[], torch.Tensor],
+    progress=None,
+    eta: float = 1.0,
+) -> torch.Tensor:
+    """Ancestral steps: at each level ``t`` the velocity gives the clean estimate ``x0 = x - t·v`` and the
+    noise estimate ``ε = x + (1 - t)·v``; the next level ``s`` is drawn from DDPM's posterior
+    ``q(x_s | x_t, x0)`` on the flow path ``x_σ = (1 - σ)·x0 + σ·ε``, in DDIM's form
+    ``x_s = (1 - s)·x0 + √(s² - c²)·ε + c·z`` with ``c = η·s·√(t² - r²s²)/t``, ``r = (1 - t)/(1 - s)``
+    and ``z = fresh()`` (standard normal, shaped like ``x``). ``η = 1`` is the posterior; ``η = 0`` is
+    DDIM, which on this path is exactly the Euler step."""
+    x = noise
+    for t, s in itertools.pairwise(sigmas):
+        v = velocity(x, t)
+        x0, eps = x - t * v, x + (1 - t) * v
+        if s <= 0.0:
+            x = x0
+        else:
+            r = (1 - t) / (1 - s)
+            c = eta * s * math.sqrt(max(t * t - r * r * s * s, 0.0)) / t
+            x = (1 - s) * x0 + math.sqrt(max(s * s - c * c, 0.0)) * eps
+            if c > 0.0:
+                x = x + c * fresh().to(x)
         if progress is not None:
             progress()
     return x
@@ -162,15 +195,19 @@ def sample(
     sampler: str = "unipc",
     progress=None,
     start: float = 1.0,
+    fresh: Callable[[], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Integrate from ``noise`` (at σ = ``start``) to σ = 0 on the ``steps``-step schedule (fewer model
-    evaluations when it is entered part-way)."""
+    """Sample from ``noise`` (at σ = ``start``) to σ = 0 on the ``steps``-step schedule (fewer model
+    evaluations when it is entered part-way). ``fresh``: the ancestral sampler's new noise at each step
+    (default: independent standard normal)."""
     sigmas = sigma_schedule(steps, shift, start)
     if sampler == "euler":
         return euler(velocity, noise, sigmas, progress)
     if sampler == "unipc":
         return unipc(velocity, noise, sigmas, progress=progress)
-    raise ValueError(f"sampler: {sampler!r} must be one of {', '.join(SAMPLERS)}")
+    if sampler == "ancestral":
+        return ancestral(velocity, noise, sigmas, fresh or (lambda: torch.randn_like(noise)), progress)
+    raise ValueError(f"sampler: {sampler!r} must be {listed(SAMPLERS)}")
 
 
 @torch.no_grad()
@@ -198,9 +235,12 @@ def generate_latents(
     from tqdm import tqdm
 
     device = next(model.parameters()).device
-    noise = torch.stack(
-        [frame_noise(shape, torch.Generator().manual_seed(s), noise_correlation) for s in seeds]
-    )
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def draw() -> torch.Tensor:  # each sample's noise from its own generator, as it was trained on
+        return torch.stack([frame_noise(shape, g, noise_correlation) for g in generators])
+
+    noise = draw()
     if start_sigma < 1.0:
         if init is None or init.shape != noise.shape:
             raise ValueError(f"start_sigma {start_sigma} needs clean latents of shape {tuple(noise.shape)}")
@@ -209,5 +249,12 @@ def generate_latents(
     total = len(sigma_schedule(steps, shift, start_sigma)) - 1
     with tqdm(total=total, desc="sampling", unit="step", disable=not progress) as bar:
         return sample(
-            velocity, noise.to(device), steps, shift, sampler, progress=bar.update, start=start_sigma
+            velocity,
+            noise.to(device),
+            steps,
+            shift,
+            sampler,
+            progress=bar.update,
+            start=start_sigma,
+            fresh=draw,
         )

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
+from s2dit.diffusion.sampler_names import ALL as SAMPLERS
+from s2dit.diffusion.sampler_names import BIDIRECTIONAL, listed
 from s2dit.errors import S2DitError
 from s2dit.precision import autocast
-
-SAMPLERS = ("euler", "unipc", "stream")
 
 
 def compare_models(
@@ -60,7 +60,7 @@ def compare_models(
         if not c.exists():
             raise S2DitError(f"--checkpoint {c} does not exist")
     if sampler is not None and sampler not in SAMPLERS:
-        raise S2DitError(f"--sampler {sampler!r}: choose from {', '.join(SAMPLERS)}")
+        raise S2DitError(f"--sampler {sampler!r}: choose from {listed(SAMPLERS)}")
     if frames is not None and frames < 1:
         raise S2DitError(f"--frames {frames} must be at least 1")
     if not 0.0 < start_sigma <= 1.0:
@@ -72,7 +72,9 @@ def compare_models(
     for n, path in enumerate(paths):
         info = read_pipeline(path)
         if start_sigma < 1.0 and (sampler or info.sampler) == "stream":
-            raise S2DitError(f"--start-sigma below 1 needs --sampler euler or unipc ({path} streams)")
+            raise S2DitError(
+                f"--start-sigma below 1 needs --sampler {listed(BIDIRECTIONAL)} ({path} streams)"
+            )
         e = EvalConfig(
             prompts=prompts,
             steps=steps or info.steps,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from s2dit.diffusion.sampler_names import ALL as SAMPLERS
+from s2dit.diffusion.sampler_names import BIDIRECTIONAL, listed
 from s2dit.diffusion.streaming import StreamSettings
 from s2dit.diffusion.timesteps import TimestepSampling
 from s2dit.errors import ConfigError
@@ -47,7 +49,7 @@ class EvalConfig:
     steps: int = 50
     cfg: float = 5.0  # classifier-free guidance scale g in u + g·(c - u)
     shift: float = 3.0  # sampling schedule shift
-    sampler: str = "unipc"  # "unipc", "euler", or "stream" (chunk by chunk with the run's stream settings)
+    sampler: str = "unipc"  # sampler_names.ALL; "stream": chunk by chunk with the run's stream settings
     seed: int = 0
     swap_clips: int = 0  # caption-swap loss gaps at every checkpoint on this many held-out and training clips
     start_sigma: float = 1.0  # < 1: sample from the held-out clips noised to this level (SDEdit)
@@ -56,13 +58,15 @@ class EvalConfig:
         if not 0.0 < self.start_sigma <= 1.0:
             raise ConfigError(f"eval.start_sigma: {self.start_sigma} must lie in (0, 1]")
         if self.start_sigma < 1.0 and self.sampler == "stream":
-            raise ConfigError("eval.start_sigma below 1 needs a bidirectional sampler (euler or unipc)")
+            raise ConfigError(
+                f"eval.start_sigma below 1 needs a bidirectional sampler ({listed(BIDIRECTIONAL)})"
+            )
         if self.swap_clips < 0:
             raise ConfigError(f"eval.swap_clips: {self.swap_clips} must be >= 0")
         if self.every < 0 or self.prompts < 1 or self.steps < 1:
             raise ConfigError("eval: every >= 0, prompts >= 1 and steps >= 1 are required")
-        if self.sampler not in ("unipc", "euler", "stream"):
-            raise ConfigError(f"eval.sampler: {self.sampler!r} must be 'unipc', 'euler' or 'stream'")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"eval.sampler: {self.sampler!r} must be {listed(SAMPLERS)}")
 
 
 @dataclasses.dataclass
