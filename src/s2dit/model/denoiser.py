@@ -29,6 +29,7 @@ from s2dit.model.wan import (
     WanConfig,
     WanDenoiser,
     WanTwoExperts,
+    add_coordinates,
     grow_depth,
     grow_patch_embedding,
     widen_patch_embedding,
@@ -67,6 +68,8 @@ def build_denoiser(spec: DenoiserSpec) -> nn.Module:
             grown.append(
                 "patch window grown to " + "x".join(map(str, model.transformer.patch_embedding.kernel_size))
             )
+        if spec.wan.coordinates and add_coordinates(model.transformer):
+            grown.append("coordinate planes added")
         added = grow_depth(model.transformer, spec.wan.layers)
         if added:
             grown.append(f"{added} zero-output blocks appended ({len(model.transformer.blocks)} layers)")

@@ -30,7 +30,9 @@ class WanConfig:
     ffn_dim 8960, text_dim 4096). ``zero_init`` starts a model trained from scratch with the output
     projection of every residual branch (self-attention, cross-attention, FFN) and of the final layer at
     zero, so each block begins as the identity and the velocity as zero (DiT's adaLN-Zero idea; diffusers'
-    own initialisation draws them at random). It changes the starting weights only, not the architecture."""
+    own initialisation draws them at random). It changes the starting weights only, not the architecture.
+    ``coordinates`` gives the patch embedding two more input channels holding each latent pixel's place
+    in the frame (:func:`add_coordinates`)."""
 
     layers: int = 8
     heads: int = 4
@@ -42,6 +44,7 @@ class WanConfig:
     zero_init: bool = False
     patch_kernel: int = 2
     patch_frames: int = 1
+    coordinates: bool = False
 
     def __post_init__(self) -> None:
         for name in ("layers", "heads", "head_dim", "ffn_dim", "text_dim", "in_channels"):
@@ -66,6 +69,50 @@ def zero_init_layers(transformer: nn.Module) -> list[nn.Linear]:
     for block in transformer.blocks:
         layers += [block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[-1]]
     return [*layers, transformer.proj_out]
+
+
+COORDINATE_CHANNELS = 2  # a model whose in_channels exceed its out_channels by this many reads them
+
+
+def coordinate_planes(x: torch.Tensor) -> torch.Tensor:
+    """``[B, 2, T, H, W]``: each latent pixel's row and column, each spread over [-1, 1] (CoordConv)."""
+    B, _, T, H, W = x.shape
+    rows = torch.linspace(-1.0, 1.0, H, device=x.device, dtype=x.dtype)
+    cols = torch.linspace(-1.0, 1.0, W, device=x.device, dtype=x.dtype)
+    planes = torch.stack(torch.broadcast_tensors(rows[:, None], cols[None, :]))  # [2, H, W]
+    return planes[None, :, None].expand(B, 2, T, H, W)
+
+
+def add_coordinates(transformer: nn.Module) -> bool:
+    """Give the patch embedding the coordinate planes as two more input channels, without changing what it
+    computes (their taps start at zero; ``model.init`` of a teacher with ``coordinates``). Wan's 3D RoPE
+    only tells a token how far it is from another, so from pure noise a Wan model cannot put an object
+    at a place in the frame (the micro world's objects moving right start on the left) except through the
+    border's padding; the planes tell each token where it is. The saved config's ``in_channels`` is
+    ``out_channels + 2``, which is how a folder says it has them (no released Wan model does). Returns
+    whether the planes were added (False when the model has them)."""
+    if has_coordinates(transformer):
+        return False
+    old = transformer.patch_embedding
+    new = nn.Conv3d(
+        old.in_channels + COORDINATE_CHANNELS,
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+    )
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    transformer.patch_embedding = new.to(old.weight.dtype)
+    transformer.register_to_config(in_channels=new.in_channels)
+    return True
+
+
+def has_coordinates(transformer: nn.Module) -> bool:
+    cfg = transformer.config
+    return cfg.in_channels == cfg.out_channels + COORDINATE_CHANNELS
 
 
 def _check_window(kernel: int, frames: int) -> None:
@@ -160,7 +207,7 @@ class WanDenoiser(nn.Module):
         transformer = WanTransformer3DModel(
             num_attention_heads=config.heads,
             attention_head_dim=config.head_dim,
-            in_channels=config.in_channels,
+            in_channels=config.in_channels + (COORDINATE_CHANNELS if config.coordinates else 0),
             out_channels=config.in_channels,
             text_dim=config.text_dim,
             freq_dim=config.freq_dim,
@@ -262,6 +309,8 @@ class WanDenoiser(nn.Module):
         if text_mask is not None:
             text = text * text_mask[..., None].to(text.dtype)
         H, W = x.shape[3:]
+        if has_coordinates(self.transformer):
+            x = torch.cat([x, coordinate_planes(x)], dim=1)
         # One timestep per clip when all frames share it; else one per token (frame-major, like the patches).
         same = bool((t == t[:, :1]).all())
         timestep = t[:, 0] if same else t.repeat_interleave((H // 2) * (W // 2), dim=1)
