@@ -119,6 +119,9 @@ def test_eval_model_scores_held_out_prompts_like_the_trainer(run, latents, tmp_p
     scores = json.loads((out / "scores.json").read_text())
     assert scores["clips"] == 2 and 0 <= scores["pass_rate"] <= 1 and 0 <= scores["mean_accuracy"] <= 1
     assert len((out / "prompts.jsonl").read_text().splitlines()) == 2
+    # FPS: the decoded frames (4(T-1)+1 for T latent frames) over the sampling seconds of one video.
+    assert scores["frames_per_second"] == pytest.approx(9 / scores["seconds_per_video"])
+    assert "FPS" in result.stdout
     # The ceilings, on the same prompts: the source clips and their VAE reconstructions.
     assert "ground truth" in result.stdout and "VAE reconstruction" in result.stdout
     truth = json.loads((out / "ceilings" / "ground_truth" / "scores.json").read_text())

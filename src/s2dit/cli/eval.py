@@ -124,8 +124,9 @@ def eval_model(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON."),
 ) -> None:
     """Sample held-out prompts from one or more checkpoints and score them (the training's evaluation),
-    with each model's sampling time per video measured in the same run. The headline is the prompt pass
-    rate; 'relative' is each model's pass rate over the first's."""
+    with each model's sampling time per video measured in the same run (FPS: decoded frames per second of
+    sampling, the decode left out). The headline is the prompt pass rate; 'relative' is each model's pass
+    rate over the first's."""
     from s2dit.data.micro.metrics import format_by_count
     from s2dit.eval.models import compare_models
 
@@ -163,12 +164,24 @@ def eval_model(
             f"{r['mean_accuracy']:.3f}",
             f"{r['pass_rate'] / reference:.3f}" if reference else "-",
             "-" if r["seconds_per_video"] is None else f"{r['seconds_per_video']:.2f}",
+            "-" if r.get("frames_per_second") is None else f"{r['frames_per_second']:.1f}",
         )
         for r in results
     ]
     counts = "/".join(results[0].get("pass_rate_by_count", {}))
     by_count = f"pass {counts} obj"
-    columns = ("model", "steps", "cfg", "pass rate", by_count, *keys, "mean acc", "relative", "s/video")
+    columns = (
+        "model",
+        "steps",
+        "cfg",
+        "pass rate",
+        by_count,
+        *keys,
+        "mean acc",
+        "relative",
+        "s/video",
+        "FPS",
+    )
     console.print(make_table(f"{results[0]['clips']} held-out prompts, {device}", columns, rows))
     if json_out is not None:
         payload = {"schema": "s2dit.eval_models/1", "device": device, "frames": frames, "models": results}

@@ -40,7 +40,8 @@ def compare_models(
 ) -> list[dict]:
     """One result row per scored model (then the ceilings): ``checkpoint``, ``steps``, ``cfg`` (as shown),
     the scores of :func:`~s2dit.train.evaluate.evaluate_heldout` (``pass_rate``, ``accuracy``, ...) and
-    ``seconds_per_video``. ``steps``/``cfg``/``shift``/``sampler`` left ``None`` take each model's
+    ``seconds_per_video`` and ``frames_per_second`` (decoded frames per second of sampling, decode
+    excluded). ``steps``/``cfg``/``shift``/``sampler`` left ``None`` take each model's
     ``pipeline.yaml``; ``frames`` (latent frames per video) the training length; ``start_sigma < 1``
     samples from the held-out clips noised to that level (SDEdit), to find where a model loses a prompt.
     ``dtype`` bfloat16 samples under bf16 autocast (streams with bf16 K/V caches; linear-attention sums
@@ -119,6 +120,13 @@ def compare_models(
         found = evaluate_ceilings(data, e, vae, out / "ceilings", info.fps, latent_source(str(latents)))
         for name, scores in found.items():
             results.append(
-                {"checkpoint": name, "steps": "-", "cfg": "-", **scores, "seconds_per_video": None}
+                {
+                    "checkpoint": name,
+                    "steps": "-",
+                    "cfg": "-",
+                    **scores,
+                    "seconds_per_video": None,
+                    "frames_per_second": None,
+                }
             )
     return results

@@ -56,7 +56,7 @@ def evaluate_heldout(
     sampling's autocast context; ``cache_dtype``: a stream's K/V cache dtype; ``noise_correlation``: the
     initial noise's across latent frames (the model's training noise). Returns the micro
     scores (``pass_rate``, ``accuracy``, ``mean_accuracy``, ``clips``) with ``seconds_per_video``
-    (sampling only, no decode), or None."""
+    (sampling only, no decode) and ``frames_per_second`` (decoded frames per second of that), or None."""
     import time
     from contextlib import nullcontext
 
@@ -102,6 +102,7 @@ def evaluate_heldout(
     scores = write_samples(folder, pixels, captions, clips["rows"], fps)
     if scores is not None:
         scores["seconds_per_video"] = seconds
+        scores["frames_per_second"] = pixels.shape[2] / seconds if seconds > 0 else None
         write_text_atomic(folder / "scores.json", json.dumps(scores, indent=1))
     return scores
 
