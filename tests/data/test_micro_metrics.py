@@ -273,3 +273,28 @@ def test_the_pass_rate_is_also_given_per_number_of_objects_asked():
     assert found["pass_rate_by_count"] == {"1": 0.5, "2": 1.0, "3": 0.0} and found["pass_rate"] == 0.5
     assert format_by_count(found["pass_rate_by_count"]) == "0.50/1.00/0.00"
     assert summarize([])["pass_rate_by_count"] == {} and format_by_count({}) == "-"
+
+
+def test_objects_of_one_colour_are_paired_by_their_other_attributes():
+    from s2dit.data.micro.metrics import match_objects
+
+    def seen(shape, motion, persistent=True, size="small"):
+        return {"color": "red", "shape": shape, "size": size, "motion": motion, "persistent": persistent}
+
+    asked = [
+        {"color": "red", "shape": "circle", "motion": "left"},
+        {"color": "red", "shape": "square", "motion": "still"},
+    ]
+    # Listed in the other order: the pairing follows shape and motion, not the order of detection.
+    assert match_objects(asked, [seen("square", "still"), seen("circle", "left")]) == [1, 0]
+    # Each agreeing attribute counts: the circle that also moves left wins over the one that only is a circle.
+    one = [{"color": "red", "shape": "circle", "motion": "left"}]
+    assert match_objects(one, [seen("circle", "up"), seen("circle", "left")]) == [1]
+    assert match_objects(
+        [{"color": "red", "size": "large"}], [seen("circle", "up"), seen("circle", "up", size="large")]
+    ) == [1]
+    # All else alike, the object that is still there at the end is the one paired.
+    assert match_objects([{"color": "red"}], [seen("circle", "left", False), seen("circle", "left")]) == [1]
+    # Another colour is never paired, and nothing detected pairs nothing.
+    assert match_objects([{"color": "blue"}], [seen("circle", "left")]) == [None]
+    assert match_objects(one, []) == [None]
