@@ -298,3 +298,14 @@ def test_objects_of_one_colour_are_paired_by_their_other_attributes():
     # Another colour is never paired, and nothing detected pairs nothing.
     assert match_objects([{"color": "blue"}], [seen("circle", "left")]) == [None]
     assert match_objects(one, []) == [None]
+
+
+@pytest.mark.parametrize("frames, seen, counted", [(9, 4, False), (9, 5, True), (8, 4, True), (8, 3, False)])
+def test_an_object_counts_when_seen_in_at_least_half_the_frames(frames, seen, counted):
+    one = _scene_frames([("circle", "red", (30, 30))])[:frames]
+    two = _scene_frames([("circle", "red", (30, 30)), ("square", "blue", (90, 60))])[:frames]
+    # The blue square shows for the first `seen` frames only (a blob that comes and goes, as samples have).
+    clip = np.concatenate([two[:seen], one[seen:]])
+    r = score_clip(clip, [{"color": "red", "shape": "circle"}])
+    assert [d["color"] for d in r["detected"]] == (["red", "blue"] if counted else ["red"])
+    assert r["count"] == float(not counted) and r["passed"] == float(not counted)
