@@ -232,6 +232,45 @@ def test_supernet_scores_each_kind_by_its_flow_matching_loss_on_the_held_out_cli
     assert empty.asked == [[0]]
 
 
+class RecordsLayouts:
+    """A stand-in supernet that remembers every layout it is asked for; its velocity is exact up to a
+    layout-dependent offset (a loss that is not a sum over positions)."""
+
+    def __init__(self):
+        self.layouts = []
+
+    def eval(self):
+        return self
+
+    def train(self):
+        return self
+
+    def select(self, layout: str):
+        self.layouts.append(layout)
+        offset = 0.1 * len(layout) + 0.01 * layout.count("S") ** 2
+
+        def forward(x, t, text, mask):
+            return self.inputs["noise"] - self.inputs["x0"] + offset
+
+        return forward
+
+
+def test_every_scored_layout_is_a_whole_layout_with_the_kind_at_its_position():
+    """From a hand mutation pass (docs/mutation-testing.md): a layout splice off by one scored shorter
+    networks, and a loss that is a sum over positions cancelled it out."""
+    from s2dit.search.supernet import score_positions
+
+    cfg = SupernetConfig(latents="x", depth=4, kinds="LS", eval_clips=2, eval_layouts=3)
+    net = RecordsLayouts()
+    _, losses = score_positions(net, cfg, Clips(), FixedInputs(net), None, "cpu", progress=False)
+    assert net.layouts and all(len(layout) == cfg.depth for layout in net.layouts), net.layouts
+    for i in range(cfg.depth):
+        for k in cfg.kinds:
+            assert any(layout[i] == k for layout in net.layouts), (i, k)
+            # each loss is over whole-depth layouts: the offset's length term is 0.4 (0.16 of the loss)
+            assert losses[i][k] >= 0.4**2 - 1e-6
+
+
 def test_supernet_training_resumes_and_refuses_other_settings(latents, tmp_path):
     from s2dit.search.supernet import train_supernet
 
