@@ -15,11 +15,14 @@ from s2dit.diffusion.stream_pipeline import (
     LiveStream,
     StreamModel,
     chunks_for,
+    frames_before,
     hashed_prompt,
+    load_stream_model,
     stream_to_file,
     switch_chunk,
 )
 from s2dit.diffusion.streaming import StreamSampler, StreamSettings
+from s2dit.errors import S2DitError
 from s2dit.latent.tiny_ae import TinyAEConfig, TinyAutoencoder
 from s2dit.model.config import ModelConfig
 from s2dit.model.transformer import S2DiT
@@ -67,6 +70,82 @@ def test_a_switched_prompt_reaches_the_sampler_at_the_next_chunk(parts, dtype):
             assert not torch.allclose(a.latents, b.latents, atol=1e-3), f"chunk {k} still follows {A!r}"
             assert b.prompt == B
         assert b.index == k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_the_stream_dtype_is_the_autocast_dtype_and_the_caches_dtype(parts, dtype, monkeypatch):
+    seen: list[tuple[bool, torch.dtype]] = []
+    real = parts.model.forward_chunk
+
+    def spy(*args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parts.model, "forward_chunk", spy)
+    live = LiveStream(parts, A, dtype=dtype)
+    live.next()
+    reduced = dtype != torch.float32
+    assert seen and all(on == reduced for on, _ in seen)
+    if reduced:  # float16 too, so that autocast's own default (bfloat16 on a CPU) cannot stand in
+        assert {d for _, d in seen} == {dtype}
+    caches = {
+        n: t.dtype for n, t in live.sampler.state.tensors().items() if n.endswith((".k", ".v", ".tail"))
+    }
+    assert caches and set(caches.values()) == {dtype}, caches
+
+
+def test_an_empty_prompt_is_refused_at_the_start_and_at_a_switch(parts):
+    with pytest.raises(S2DitError, match=r"^the prompt is empty$"):
+        LiveStream(parts, "  ")
+    live = LiveStream(parts, A)
+    with pytest.raises(S2DitError, match=r"^the prompt is empty$"):
+        live.set_prompt("")
+    assert live.next().prompt == A
+
+
+def test_the_hashed_prompt_is_one_fixed_unmasked_embedding_per_prompt():
+    a = hashed_prompt(A, 16)
+    assert a.text.shape == (1, 8, 16) and a.mask.dtype == torch.bool and bool(a.mask.all())
+    assert a.mask.shape == (1, 8)
+    assert torch.equal(a.text, hashed_prompt(A, 16).text)
+    assert not torch.allclose(a.text, hashed_prompt(B, 16).text)
+
+
+def test_a_model_folder_loads_with_its_pipeline_settings_and_text_encoder(repo_root):
+    from s2dit.diffusion.pipeline import read_pipeline
+    from s2dit.latent.text import load_text_encoder
+
+    folder = repo_root / "weights" / "micro_ar"
+    info = read_pipeline(folder)
+    parts = load_stream_model(str(folder))
+    assert not parts.random_weights and isinstance(parts.model, S2DiT)
+    assert parts.latent_size == tuple(info.latent_shape[2:]) and parts.video_size == (256, 144)
+    assert parts.settings == info.stream and parts.fps == info.fps == 4.0
+    assert isinstance(parts.vae, TinyAutoencoder)
+    prompt = "a red ball moving left"
+    cond = parts.encode(prompt)
+    tokens, mask = load_text_encoder(info.text, info.text_len).encode([prompt])
+    n = int(mask[0].sum())
+    assert cond.text.shape == (1, info.text_len, 384) and int(cond.mask.sum()) == n
+    assert torch.equal(cond.text[0, :n], tokens[0][mask[0]]) and not cond.text[0, n:].any()
+    assert load_stream_model(str(folder), settings=StreamSettings(steps=2)).settings == StreamSettings(
+        steps=2
+    )
+
+
+def test_random_weights_are_the_preset_at_the_asked_size_with_a_warning():
+    with pytest.warns(UserWarning, match="random weights"):
+        parts = load_stream_model(None, size=(64, 48))
+    assert parts.random_weights and parts.latent_size == (6, 8) and parts.video_size == (64, 48)
+    assert parts.fps == 16.0 and parts.settings == StreamSettings()
+    cond = parts.encode(A)
+    assert torch.equal(cond.text, hashed_prompt(A, parts.model.config.text_dim).text)
+    assert isinstance(parts.vae, TinyAutoencoder) and not parts.vae.training
+
+
+def test_loading_what_cannot_stream_is_one_clear_error(tmp_path):
+    with pytest.raises(S2DitError, match=rf"^--checkpoint {tmp_path / 'none'} does not exist$"):
+        load_stream_model(str(tmp_path / "none"))
 
 
 def test_set_prompt_waits_for_the_chunk_boundary(parts):
@@ -130,6 +209,23 @@ def test_stream_to_file_writes_the_live_streams_chunks_with_its_seed_and_dtype(
         if k == 3:
             reference.set_prompt(B)
         assert torch.equal(latents, reference.next().latents), f"chunk {k} is not the live stream's"
+
+
+def test_chunk_arithmetic_at_the_shipped_three_latent_frames_per_chunk():
+    # chunk 0 makes 1 + 4·2 = 9 frames and every later chunk 12 (chunk_frames 1 cannot tell 4·k·c from 4·k/c)
+    assert [frames_before(k, 3) for k in range(4)] == [0, 9, 21, 33]
+    # 4 s at 16 fps is 64 frames: 5 chunks make 57, 6 make 69
+    assert chunks_for(4.0, 16.0, 3) == 6
+    assert chunks_for(57 / 16, 16.0, 3) == 5
+    # a switch at 1 s (frame 16) waits for chunk 2 (frame 21); one at frame 9 exactly is chunk 1
+    assert switch_chunk(1.0, 16.0, 3) == 2
+    assert switch_chunk(9 / 16, 16.0, 3) == 1
+
+
+def test_stream_to_file_makes_the_folders_it_is_told_to_write_in(parts, tmp_path):
+    out = tmp_path / "new" / "nested" / "s.mp4"
+    stream_to_file(parts, A, [], seconds=0.1, out=out, progress=False)
+    assert len(read_video(out)[0]) == 5
 
 
 class Clock:

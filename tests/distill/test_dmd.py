@@ -14,7 +14,7 @@ import s2dit.distill.methods  # noqa: F401 - registers method dmd
 from s2dit.config import save_config
 from s2dit.diffusion.flow import x0_from_velocity
 from s2dit.diffusion.sampling import Condition
-from s2dit.diffusion.streaming import StreamSampler, denoise_chunk
+from s2dit.diffusion.streaming import StreamSampler, StreamSettings, denoise_chunk
 from s2dit.distill.dmd import DMD, dmd_gradient, dmd_surrogate, exit_step
 from s2dit.model.denoiser import load_denoiser
 from s2dit.train.config import OptimConfig
@@ -229,6 +229,94 @@ def test_each_sample_rolls_out_from_its_own_seed(latents, teacher, tmp_path, mon
     assert len({a, b, c}) == 3 and b_again == b
 
 
+def test_the_rollout_is_the_stream_with_the_runs_stream_settings(latents, teacher, tmp_path):
+    """Chunk after chunk of ``StreamSampler`` with ``distill.stream`` (not the sampler's defaults), joined
+    along time; a clip that is not whole chunks is refused."""
+    from s2dit.errors import ConfigError
+
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    batch = trainer.train_data.batch([0, 1])
+    cond = Condition(batch["text"], batch["mask"])
+    C, T, H, W = batch["latents"].shape[1:]
+    s = method.cfg.stream
+    assert s != StreamSettings() and T // s.chunk_frames > 1
+    with torch.no_grad():
+        x = method.rollout(trainer.model, cond, (C, T, H, W), [5, 6], exit=1, grad=False)
+        reference = StreamSampler(trainer.model, cond, (H, W), s, seed=[5, 6])
+        expected = torch.cat([reference.next_chunk(1) for _ in range(T // s.chunk_frames)], dim=2)
+    assert x.shape == (2, C, T, H, W) and torch.equal(x, expected)
+    method.cfg.stream = StreamSettings(steps=4, chunk_frames=2)
+    with pytest.raises(ConfigError, match=r"^3 latent frames are not whole chunks of 2 \(distill\.stream\)$"):
+        method.rollout(trainer.model, cond, (C, T, H, W), [5, 6], exit=1, grad=False)
+
+
+def test_the_scores_see_the_prompt_masks(latents, teacher, tmp_path):
+    """The critic (in the generator step and its own step) sees the batch's mask; the teacher sees it for
+    the prompt and the null prompt's mask for the unconditional half."""
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    batch = trainer.train_data.batch([0, 1])
+    assert not batch["mask"].all()  # captions shorter than text_len: padding to mask out
+    seen: dict[str, list] = {"critic": [], "teacher": []}
+    for name in seen:
+        net = getattr(method, name)
+
+        def spy(x_t, t, text, mask, real=net.forward, name=name):
+            seen[name].append(mask)
+            return real(x_t, t, text, mask)
+
+        net.forward = spy
+    method.loss(trainer.model, batch, trainer.null, torch.device("cpu"), step=0)
+    null_mask = trainer.null[1].expand(2, -1)
+    assert not torch.equal(null_mask, batch["mask"])
+    assert len(seen["critic"]) == 2 and all(
+        m is not None and torch.equal(m, batch["mask"]) for m in seen["critic"]
+    )
+    cond_mask, uncond_mask = seen["teacher"]
+    assert torch.equal(cond_mask, batch["mask"]) and torch.equal(uncond_mask, null_mask)
+
+
+def test_the_generator_loss_is_the_distribution_matching_surrogate(latents, teacher, tmp_path):
+    """Recomputed from the method's parts at the rollout the loss made: re-noised with the generator's own
+    draw (salt 2), both scores turned into x0 at σ = t/1000, the normalised difference; the surrogate's
+    value is half its mean square and the log its root mean square."""
+    trainer, method = make_dmd(latents, teacher, tmp_path)
+    batch = trainer.train_data.batch([0, 1])
+    made = []
+    rollout = method.rollout
+
+    def spy(*args, **kw):
+        made.append(rollout(*args, **kw))
+        return made[-1]
+
+    method.rollout = spy
+    critic_before = {k: v.clone() for k, v in method.critic.state_dict().items()}
+    loss, logs = method.loss(trainer.model, batch, trainer.null, torch.device("cpu"), step=0)
+    changed = {k: v.clone() for k, v in method.critic.state_dict().items()}
+    method.critic.load_state_dict(critic_before)  # the scores as the generator step saw them
+    cond = Condition(batch["text"], batch["mask"])
+    uncond = Condition(trainer.null[0].expand(2, -1, -1), trainer.null[1].expand(2, -1))
+    with torch.no_grad():
+        x = made[0].detach()
+        x_t, _, _, t = method.noisy(x, batch["positions"], salt=2)
+        s = t / 1000.0
+        x0_real = x0_from_velocity(x_t, method.real_score(x_t, t, cond, uncond), s)
+        x0_fake = x0_from_velocity(x_t, method.critic(x_t, t, cond.text, cond.mask).float(), s)
+        g = dmd_gradient(x, x0_real, x0_fake)
+    assert float(g.abs().max()) > 0
+    assert loss.item() == pytest.approx(0.5 * float(g.square().mean()), rel=1e-4)
+    assert logs["dmd_grad_norm"] == pytest.approx(float(g.square().mean().sqrt()), rel=1e-4)
+    assert any(not torch.equal(v, changed[k]) for k, v in critic_before.items())
+
+
+def test_the_teacher_is_frozen_and_the_critic_trains_at_its_own_rate(latents, teacher, tmp_path):
+    distill = distill_config(teacher=str(teacher), critic_lr=3e-4, critic_betas=[0.5, 0.9])
+    method = DMD(distill, CPU, 0)
+    assert not any(p.requires_grad for p in method.teacher.parameters())
+    assert all(p.requires_grad for p in method.critic.parameters()) and method.critic.training
+    (group,) = method.optimizer.param_groups
+    assert group["lr"] == 3e-4 and tuple(group["betas"]) == (0.5, 0.9)
+
+
 def test_no_gradient_when_the_critic_is_the_real_score(latents, teacher, tmp_path):
     """With the critic equal to the guidance-free teacher, fake == real: DMD has nothing to correct."""
     trainer, method = make_dmd(latents, teacher, tmp_path)
@@ -278,7 +366,7 @@ def test_dmd_refusals(latents, teacher, tmp_path):
 
     with pytest.raises(ConfigError, match="grad_accum"):
         dmd_config(latents, teacher, tmp_path / "x", grad_accum=2)
-    with pytest.raises(ConfigError, match=r"distill\.teacher"):
+    with pytest.raises(ConfigError, match=r"^method dmd needs distill\.teacher \(the real score\)$"):
         DMD(distill_config(), CPU, 0)
 
 

@@ -101,6 +101,12 @@ def test_kd_trains_on_every_step_of_the_cached_trajectory(cache, tmp_path):
     picked = [method.levels(p, sigmas) for p in range(200)]
     assert {j for j, _, _ in picked} == set(range(len(sigmas) - 1))  # the last step too
     assert all(after == j + 1 and final == len(sigmas) - 1 for j, after, final in picked)
+    # each draw follows the sample's position and the run's seed only, never the global generator: a
+    # resumed run, or another split over processes, trains on the same states
+    torch.manual_seed(123)
+    assert [method.levels(p, sigmas) for p in range(200)] == picked
+    other = CachedKD(str(cache), 32, method.timesteps, seed=1)
+    assert [other.levels(p, sigmas) for p in range(200)] != picked
 
 
 def test_kd_loss_decreases(latents, cache, tmp_path):
