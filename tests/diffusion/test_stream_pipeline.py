@@ -133,19 +133,51 @@ def test_a_model_folder_loads_with_its_pipeline_settings_and_text_encoder(repo_r
     )
 
 
-def test_random_weights_are_the_preset_at_the_asked_size_with_a_warning():
-    with pytest.warns(UserWarning, match="random weights"):
+def test_random_weights_are_the_preset_at_the_asked_size_with_a_warning(repo_root):
+    with pytest.warns(
+        UserWarning, match=r"^streaming with random weights: the frames are noise \(for benchmarking\)$"
+    ):
         parts = load_stream_model(None, size=(64, 48))
     assert parts.random_weights and parts.latent_size == (6, 8) and parts.video_size == (64, 48)
+    assert all(type(n) is int for n in parts.latent_size)
     assert parts.fps == 16.0 and parts.settings == StreamSettings()
     cond = parts.encode(A)
     assert torch.equal(cond.text, hashed_prompt(A, parts.model.config.text_dim).text)
     assert isinstance(parts.vae, TinyAutoencoder) and not parts.vae.training
+    assert LiveStream(parts, A).next().frames.shape[1:] == (48, 64, 3)
+    # a VAE named beside random weights is the one that decodes
+    from s2dit.latent.vae import load_vae
+
+    folder = repo_root / "weights" / "micro_vae"
+    with pytest.warns(UserWarning):
+        given = load_stream_model(None, vae=str(folder), size=(64, 48))
+    reference = load_vae(str(folder)).state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in given.vae.state_dict().items())
 
 
-def test_loading_what_cannot_stream_is_one_clear_error(tmp_path):
+def test_loading_what_cannot_stream_is_one_clear_error(repo_root, tmp_path):
+    import shutil
+
+    from s2dit.diffusion.stream_pipeline import _text_encoder
+
     with pytest.raises(S2DitError, match=rf"^--checkpoint {tmp_path / 'none'} does not exist$"):
         load_stream_model(str(tmp_path / "none"))
+    teacher = repo_root / "weights" / "micro_teacher"
+    with pytest.raises(
+        S2DitError, match=rf"^{teacher} holds a WanDenoiser: streaming needs an S2DiT checkpoint$"
+    ):
+        load_stream_model(str(teacher))
+    folder = tmp_path / "ar"
+    shutil.copytree(repo_root / "weights" / "micro_ar", folder)
+    yaml = folder / "pipeline.yaml"
+    yaml.write_text("".join(x for x in yaml.read_text().splitlines(True) if not x.startswith("vae:")))
+    with pytest.raises(
+        S2DitError,
+        match=r"^no VAE known for this checkpoint: pass --vae \(a tiny_ae folder or a Wan VAE folder\)$",
+    ):
+        load_stream_model(str(folder))
+    with pytest.raises(S2DitError, match=r"^the text encoder 'minilm' gives 384-d tokens, the model 100$"):
+        _text_encoder("minilm", 64, 100, "cpu")(A)
 
 
 def test_set_prompt_waits_for_the_chunk_boundary(parts):
@@ -224,8 +256,8 @@ def test_chunk_arithmetic_at_the_shipped_three_latent_frames_per_chunk():
 
 def test_stream_to_file_makes_the_folders_it_is_told_to_write_in(parts, tmp_path):
     out = tmp_path / "new" / "nested" / "s.mp4"
-    stream_to_file(parts, A, [], seconds=0.1, out=out, progress=False)
-    assert len(read_video(out)[0]) == 5
+    result = stream_to_file(parts, A, [], seconds=0.1, out=out, progress=False)
+    assert len(read_video(out)[0]) == 5 and result["video"] == str(out)
 
 
 class Clock:

@@ -221,12 +221,12 @@ def test_each_sample_rolls_out_from_its_own_seed(latents, teacher, tmp_path, mon
         original(self, *args, seed=seed, **kw)
 
     monkeypatch.setattr(StreamSampler, "__init__", spy)
-    for positions in ([0, 1], [1, 2]):
+    for positions in ([0, 1], [1, 2], [0, 62]):
         method.loss(
             trainer.model, trainer.train_data.batch(positions), trainer.null, torch.device("cpu"), step=1
         )
-    (a, b), (b_again, c) = seen
-    assert len({a, b, c}) == 3 and b_again == b
+    (a, b), (b_again, c), (a_again, d) = seen
+    assert len({a, b, c, d}) == 4 and b_again == b and a_again == a  # no seed wraps round within a run
 
 
 def test_the_rollout_is_the_stream_with_the_runs_stream_settings(latents, teacher, tmp_path):
