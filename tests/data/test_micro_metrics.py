@@ -1,3 +1,4 @@
+import colorsys
 import json
 
 import numpy as np
@@ -38,6 +39,26 @@ def test_ground_truth_scores_high_and_shuffled_prompts_low(micro_world):
     )
     parsed = evaluate_folder(micro_world, captions, progress=False)
     assert parsed["accuracy"] == truth["accuracy"] and parsed["pass_rate"] == truth["pass_rate"]
+
+
+def test_the_hue_table_names_the_nearest_palette_hue_within_the_tolerance():
+    """Built at import (so mutation testing cannot reach it through the classifiers): checked here against
+    colorsys's hues of the palette, every tenth of a degree, wrap-around included."""
+    from s2dit.data.micro import metrics
+    from s2dit.data.micro.vocab import COLORS
+
+    table = metrics._hue_table()
+    assert table.shape == (3600,) and table.dtype == np.int8
+    assert np.array_equal(metrics._HUE_TABLE, table)
+    palette = {n: 360 * colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] for n, rgb in COLORS.items()}
+    names = list(COLORS)
+    for i in range(3600):
+        h = (i + 0.5) / 10
+        gap = {n: min(abs(h - p), 360 - abs(h - p)) for n, p in palette.items()}
+        nearest = min(gap, key=gap.get)
+        assert table[i] == (names.index(nearest) if gap[nearest] <= 20 else -1), h
+    assert table[0] == table[-1] == names.index("red")  # red's hue is 0: both ends of the circle
+    assert (table == -1).any()  # some hues (greenish yellow to green) are no palette colour
 
 
 def _track(centers, areas=None) -> ObjectTrack:
@@ -245,6 +266,54 @@ def test_shuffled_prompts_never_keep_a_clip_s_own_prompt():
             assert sorted(order.tolist()) == list(range(n)) and not np.any(order == np.arange(n))
     with pytest.raises(S2DitError, match=r"^shuffling prompts needs at least two clips$"):
         _derangement(1, rng)
+
+
+def test_a_shuffled_control_is_reproducible_from_its_seed(micro_world, tmp_path):
+    prompts = tmp_path / "five.jsonl"
+    prompts.write_text("".join((micro_world / "clips.jsonl").read_text().splitlines(True)[:5]))
+
+    def captions(seed):
+        report = evaluate_folder(micro_world, prompts, shuffle=True, seed=seed, progress=False)
+        assert report["seed"] == seed
+        return [c["caption"] for c in report["per_clip"]]
+
+    first = captions(0)
+    assert captions(0) == first
+    assert any(captions(seed) != first for seed in (1, 2, 3))
+    # the report names what it scored; each clip by its path inside the folder, with its own scores
+    report = evaluate_folder(micro_world, prompts, progress=False)
+    assert (report["videos"], report["prompts"], report["shuffled"]) == (
+        str(micro_world),
+        str(prompts),
+        False,
+    )
+    rows = [json.loads(x) for x in prompts.read_text().splitlines()]
+    assert [c["video"] for c in report["per_clip"]] == [r["video"] for r in rows]
+    assert [c["caption"] for c in report["per_clip"]] == [r["caption"] for r in rows]
+    for clip, row in zip(report["per_clip"], rows, strict=True):
+        assert clip["color"] == clip["shape"] == 1.0 and clip["mean_accuracy"] > 0.9, clip
+        # each detected object's measured half-extent, as a fraction of the frame height
+        scales = sorted(d["scale"] for d in clip["detected"])
+        assert scales == pytest.approx(sorted(SIZES[o["size"]] for o in row["objects"]), rel=0.15)
+
+
+def test_prompt_rows_may_say_prompt_and_bring_their_own_objects(tmp_path):
+    given = [{"color": "blue", "shape": "square", "size": "small", "motion": "still"}]
+    rows = tmp_path / "p.jsonl"
+    rows.write_text(
+        json.dumps({"prompt": "a red circle moving left"})
+        + "\n"
+        + json.dumps({"caption": "a red circle moving left", "objects": given})
+        + "\n"
+    )
+    parsed, recorded = load_prompts(rows)
+    assert parsed["caption"] == "a red circle moving left"
+    assert [(o["color"], o["shape"], o["motion"]) for o in parsed["objects"]] == [("red", "circle", "left")]
+    assert recorded["objects"] == given  # the recorded attributes, not the caption's
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(S2DitError, match=rf"^{empty}: no prompts$"):
+        load_prompts(empty)
 
 
 def test_a_prompt_naming_only_the_motion_family_accepts_any_member():
