@@ -18,7 +18,7 @@ from s2dit.data.micro.metrics import (
 )
 from s2dit.data.micro.render import coverage, render_scene
 from s2dit.data.micro.scene import Scene, SceneObject
-from s2dit.data.micro.vocab import SHAPES, SIZES
+from s2dit.data.micro.vocab import COLORS, SHAPES, SIZES
 from s2dit.errors import S2DitError
 
 
@@ -45,7 +45,6 @@ def test_the_hue_table_names_the_nearest_palette_hue_within_the_tolerance():
     """Built at import (so mutation testing cannot reach it through the classifiers): checked here against
     colorsys's hues of the palette, every tenth of a degree, wrap-around included."""
     from s2dit.data.micro import metrics
-    from s2dit.data.micro.vocab import COLORS
 
     table = metrics._hue_table()
     assert table.shape == (3600,) and table.dtype == np.int8
@@ -293,6 +292,7 @@ def test_a_shuffled_control_is_reproducible_from_its_seed(micro_world, tmp_path)
     for clip, row in zip(report["per_clip"], rows, strict=True):
         assert clip["color"] == clip["shape"] == 1.0 and clip["mean_accuracy"] > 0.9, clip
         # each detected object's measured half-extent, as a fraction of the frame height
+        assert all(d["present"] == 1.0 and d["persistent"] for d in clip["detected"])
         scales = sorted(d["scale"] for d in clip["detected"])
         assert scales == pytest.approx(sorted(SIZES[o["size"]] for o in row["objects"]), rel=0.15)
 
@@ -378,3 +378,74 @@ def test_an_object_counts_when_seen_in_at_least_half_the_frames(frames, seen, co
     r = score_clip(clip, [{"color": "red", "shape": "circle"}])
     assert [d["color"] for d in r["detected"]] == (["red", "blue"] if counted else ["red"])
     assert r["count"] == float(not counted) and r["passed"] == float(not counted)
+
+
+def test_hue_saturation_and_value_match_colorsys():
+    from s2dit.data.micro.metrics import _hue_sat_val
+
+    rgb = np.random.default_rng(0).integers(0, 256, (2000, 3), dtype=np.uint8)
+    rgb = rgb[rgb.max(1) != rgb.min(1)]  # grey has no hue
+    hue, sat, val = _hue_sat_val(rgb)
+    ref = np.array([colorsys.rgb_to_hsv(*(c / 255 for c in p)) for p in rgb.tolist()])
+    gap = np.abs(hue - 360 * ref[:, 0])
+    assert np.minimum(gap, 360 - gap).max() < 1e-3
+    assert np.abs(sat - ref[:, 1]).max() < 1e-5 and np.abs(val - ref[:, 2]).max() < 1e-5
+
+
+def test_segmentation_thresholds_and_background_label():
+    from s2dit.data.micro.metrics import segment_colors
+
+    # saturation exactly 0.45 (delta 90 of max 200) is coloured, 89 of 200 is not; value 76 (of 0.3·255 =
+    # 76.5, rounded) is coloured, 75 is not; white and grey are background
+    pixels = [(200, 110, 110), (200, 111, 111), (76, 0, 0), (75, 0, 0), (255, 255, 255), (128, 128, 128)]
+    labels = segment_colors(np.array(pixels, np.uint8)[None, None])
+    assert labels.dtype == np.int8
+    red = list(COLORS).index("red")
+    assert labels[0, 0].tolist() == [red, -1, red, -1, -1, -1]
+
+
+def test_specks_are_not_objects_and_a_jump_across_the_frame_starts_another_track():
+    # 128x96: the smallest object is max(8, 4e-4·H·W) = 8 pixels... so use the default size, 256x144,
+    # where it is 15: a 3x4 speck (12 pixels, it survives the 3x3 opening) is not an object
+    frames = np.full((4, 144, 256, 3), 255, np.uint8)
+    frames[:, 20:23, 20:24] = COLORS["red"]
+    frames[:, 60:72, 60:72] = COLORS["blue"]
+    tracks = track_objects(frames)
+    assert [t.color for t in tracks] == ["blue"]
+    # a red square that is at the left for 4 frames and at the right for 4 (a jump of 190 pixels, more
+    # than 0.4 of the width) is two tracks, not one object moving right
+    clip = np.full((8, 144, 256, 3), 255, np.uint8)
+    clip[:4, 60:72, 20:32] = COLORS["red"]
+    clip[4:, 60:72, 210:222] = COLORS["red"]
+    assert [t.present.tolist() for t in track_objects(clip)] == [
+        [True] * 4 + [False] * 4,
+        [False] * 4 + [True] * 4,
+    ]
+
+
+def test_a_tracked_centre_is_the_rendered_centre():
+    # the renderer's centre is the area centroid in pixel-centre coordinates; the tracker's, from a
+    # thresholded mask, agrees to a fraction of a pixel (a half-pixel convention slip is off by 0.5 or 1)
+    frames = _scene_frames([("circle", "red", (30.0, 40.0)), ("square", "blue", (90.25, 60.5))])
+    (red,), (blue,) = track_objects(frames[:, :, :64]), track_objects(frames[:, :, 64:])
+    assert np.abs(red.centers - [30.0, 40.0]).max() < 0.3
+    assert np.abs(blue.centers - [90.25 - 64, 60.5]).max() < 0.3
+
+
+def test_flicker_of_clips_too_short_to_change():
+    assert temporal_flicker(np.zeros((1, 4, 4, 3), np.uint8)) == 1.0
+    two = np.zeros((2, 4, 4, 3), np.uint8)
+    two[1] = 51
+    assert temporal_flicker(two) == pytest.approx(0.8)
+
+
+def test_pairing_follows_shape_alone_and_a_motion_family():
+    from s2dit.data.micro.metrics import match_objects
+
+    def seen(shape, motion):
+        return {"color": "red", "shape": shape, "size": "small", "motion": motion, "persistent": True}
+
+    asked = [{"color": "red", "shape": "circle"}, {"color": "red", "shape": "square"}]
+    assert match_objects(asked, [seen("square", "left"), seen("circle", "left")]) == [1, 0]
+    family = [{"color": "red", "motion": "diagonal"}]
+    assert match_objects(family, [seen("circle", "left"), seen("circle", "diagonal_up_left")]) == [1]
