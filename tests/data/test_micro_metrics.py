@@ -297,6 +297,16 @@ def test_a_shuffled_control_is_reproducible_from_its_seed(micro_world, tmp_path)
         assert scales == pytest.approx(sorted(SIZES[o["size"]] for o in row["objects"]), rel=0.15)
 
 
+def test_an_attribute_no_prompt_object_asks_for_is_none_in_the_clip_row(micro_world, tmp_path):
+    video = json.loads((micro_world / "clips.jsonl").read_text().splitlines()[0])["video"]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"video": video, "caption": "a purple triangle"}) + "\n")
+    (clip,) = evaluate_folder(micro_world, prompts, progress=False)["per_clip"]
+    assert clip["size"] is None and clip["motion"] is None  # not NaN: the report is valid JSON
+    assert clip["count"] in (0.0, 1.0) and clip["color"] in (0.0, 1.0)
+    json.loads(json.dumps(clip, allow_nan=False))
+
+
 def test_prompt_rows_may_say_prompt_and_bring_their_own_objects(tmp_path):
     given = [{"color": "blue", "shape": "square", "size": "small", "motion": "still"}]
     rows = tmp_path / "p.jsonl"
@@ -449,3 +459,13 @@ def test_pairing_follows_shape_alone_and_a_motion_family():
     assert match_objects(asked, [seen("square", "left"), seen("circle", "left")]) == [1, 0]
     family = [{"color": "red", "motion": "diagonal"}]
     assert match_objects(family, [seen("circle", "left"), seen("circle", "diagonal_up_left")]) == [1]
+
+
+def test_a_tracks_shape_is_the_area_weighted_vote_of_its_frames():
+    track = ObjectTrack(
+        "red", np.array([300.0, 100.0, 100.0, 0.0]), np.zeros((4, 2)), ["circle", "square", "square", None]
+    )
+    assert track.shape_vote() == "circle"  # 300 pixels of circle outvote 200 of square
+    track.areas[1:3] = 200.0
+    assert track.shape_vote() == "square"
+    assert ObjectTrack("red", np.zeros(2), np.zeros((2, 2)), [None, None]).shape_vote() is None
