@@ -415,8 +415,8 @@ def test_segmentation_thresholds_and_background_label():
 
 
 def test_specks_are_not_objects_and_a_jump_across_the_frame_starts_another_track():
-    # 128x96: the smallest object is max(8, 4e-4·H·W) = 8 pixels... so use the default size, 256x144,
-    # where it is 15: a 3x4 speck (12 pixels, it survives the 3x3 opening) is not an object
+    # at the default 256x144 the smallest object is max(8, 4e-4·H·W) = 15 pixels: a 3x4 speck (12 pixels,
+    # which survives the 3x3 opening) is not an object
     frames = np.full((4, 144, 256, 3), 255, np.uint8)
     frames[:, 20:23, 20:24] = COLORS["red"]
     frames[:, 60:72, 60:72] = COLORS["blue"]
